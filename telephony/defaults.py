@@ -1,0 +1,113 @@
+"""Every constant and default of the service, each with the reason for its value.
+
+Modelled on rq's ``defaults.py``: one place to read before tuning anything. Values that an
+operator may change are read from the environment by :mod:`telephony.config`; the rest are
+fixed by Daily's API or by the data model.
+"""
+
+# --- Daily's REST API -------------------------------------------------------------------------
+
+#: Daily's public API base; the sandbox replaces it in the demo and the tests.
+DAILY_API_URL = "https://api.daily.co/v1"
+
+#: Seconds to open a TCP/TLS connection to Daily. Short: a connect failure proves nothing was
+#: sent, so it is always safe to retry quickly.
+DAILY_CONNECT_TIMEOUT = 3.05
+
+#: Seconds to wait for Daily's answer once the request is sent. A start that times out here is
+#: *ambiguous* (the call may have been placed), so this is generous rather than tight.
+DAILY_READ_TIMEOUT = 15.0
+
+#: Connections kept per pooled ``requests.Session``: one worker process runs one job at a time,
+#: the web process a handful of threads.
+DAILY_POOL_SIZE = 10
+
+#: Daily's documented ceiling for starting PSTN/SIP calls: 5 starts in any 5 s window.
+DIALOUT_LIMIT = "5/5s"
+
+#: Seconds added to the dial-out window by our limiter, so network jitter between our clock
+#: (Redis ``TIME``) and Daily's never puts six starts into one of *Daily's* 5 s windows.
+DIALOUT_LIMIT_MARGIN = 0.25
+
+# --- Dial-out option bounds (daily-api.md) ----------------------------------------------------
+
+E164_MAX_DIGITS = 15
+USER_ID_MAX = 36
+EXTENSION_MAX = 20
+WAIT_BEFORE_EXTENSION_MAX = 60
+VIDEO_WIDTH_MAX = 1280
+VIDEO_HEIGHT_MAX = 720
+VIDEO_FPS_MAX = 30
+VIDEO_BITRATE_MAX = 1000
+AUDIO_CODECS = ("OPUS", "G722", "PCMU", "PCMA")
+VIDEO_CODECS = ("H264", "VP8")
+DTMF_TONES = "0123456789ABCD*#"
+DTMF_MAX_TONES = 20
+DTMF_DURATION_MIN = 50
+DTMF_DURATION_MAX = 2000
+DTMF_METHODS = ("telephone-event", "sip-info", "auto")
+
+#: Upper bounds for our own timers; a day is far beyond any real call and keeps typos
+#: (milliseconds for seconds) from parking a call for weeks.
+RING_TIMEOUT_MAX = 600
+MAX_DURATION_MAX = 86_400
+
+# --- Webhooks ---------------------------------------------------------------------------------
+
+#: Largest webhook body we read. Daily's events are well under 4 KiB; 64 KiB leaves room for
+#: large ``sip_headers`` while refusing abuse before any HMAC work.
+WEBHOOK_MAX_BYTES = 64 * 1024
+
+#: Largest body accepted on ``/v1``: ``metadata`` is free-form but not a file store.
+API_MAX_BYTES = 256 * 1024
+
+#: Seconds a webhook's ``X-Webhook-Timestamp`` may differ from our clock. Zero disables the
+#: check; Daily documents no tolerance and retries for up to 15 minutes, so the default is off.
+WEBHOOK_TOLERANCE = 0
+
+#: Seconds an envelope ``id`` is remembered for de-duplication: Daily's exponential retry
+#: gives up after about 15 minutes, a day is comfortably beyond that.
+DEDUPE_TTL = 86_400
+
+#: Seconds an event for an unknown session is held, waiting for the start response that will
+#: tell us which call it belongs to.
+PENDING_TTL = 3_600
+
+# --- Redis layout and retention ----------------------------------------------------------------
+
+#: Prefix of every key and channel, so the service can share a Redis with other programs.
+KEY_PREFIX = "telephony"
+
+#: Seconds a finished call (``stopped`` / ``error``) is kept: a week for support questions.
+CALL_RETENTION = 7 * 86_400
+
+#: Entries kept in the durable feed (approximate trim): a day of a busy call center's events.
+FEED_MAXLEN = 1_000_000
+
+#: Seconds an ``Idempotency-Key`` is remembered (24 h, as payment APIs do).
+IDEMPOTENCY_TTL = 86_400
+
+# --- HTTP API ---------------------------------------------------------------------------------
+
+#: Default and maximum page sizes for listings and the feed.
+PAGE_DEFAULT = 50
+PAGE_MAX = 500
+
+# --- Workers ----------------------------------------------------------------------------------
+
+#: Queue every dial-out job goes through.
+QUEUE_NAME = "telephony"
+
+#: Attempts for a start that fails with a retryable error, including the first.
+RETRY_MAX_ATTEMPTS = 8
+
+#: Exponential backoff for retries: ``base * 2**(attempt-1)``, capped, with full jitter.
+RETRY_BASE = 1.0
+RETRY_CAP = 60.0
+
+#: Seconds a start whose outcome is unknown waits for a webhook carrying its ``user_id``
+#: before it is dialled again.
+AMBIGUOUS_GRACE = 30.0
+
+#: Live calls (dialing → answered) allowed at once across the cluster; 0 means no cap.
+MAX_LIVE_CALLS = 0

@@ -1,0 +1,75 @@
+"""Shared fixtures: a real ``redis-server`` for the session, the sandbox over real HTTP.
+
+Redis: ``TELEPHONY_TEST_REDIS_URL`` if set (e.g. a Redis 7 in CI), else a private server
+started from the embedded binary (or the one on PATH) on a free port and stopped by pid.
+Tests are isolated by a unique key prefix each, and clean only their own keys, so pointing the
+suite at a shared Redis never flushes anyone else's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from telephony.config import RateLimit, Secret, Settings
+from telephony.redis_server import RedisServer
+
+WEBHOOK_SECRET = "c2FuZGJveC13ZWJob29rLXNlY3JldC1mb3ItdGVzdHM="  # base64 of a test key
+API_TOKEN = "test-token"
+DAILY_API_KEY = "sandbox-key"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("TELEPHONY_TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_server_binary() -> str:
+    from telephony.redis_server import find_binary
+
+    return find_binary(os.environ.get("TELEPHONY_TEST_REDIS_SERVER"))
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def redis_client(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    for pattern in (f"{key_prefix}*", f"rq:*{key_prefix}*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str, redis_client: redis.Redis) -> Settings:
+    """Settings for one test: its own key prefix and queue, fast retries, test secrets."""
+    return Settings(
+        redis_url=redis_url,
+        daily_api_url="http://127.0.0.1:9/v1",  # replaced by the sandbox fixture's URL
+        daily_api_key=Secret(DAILY_API_KEY),
+        webhook_secret=Secret(WEBHOOK_SECRET),
+        api_tokens=(Secret(API_TOKEN),),
+        dialout_limit=RateLimit(5, 5.0),
+        key_prefix=key_prefix,
+        queue_name=f"{key_prefix}-q",
+        retry_base=0.2,
+        retry_cap=1.0,
+        ambiguous_grace=2.0,
+        daily_read_timeout=2.0,
+    )
