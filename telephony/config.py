@@ -101,7 +101,9 @@ class Settings:
     daily_api_key: Secret = field(default_factory=lambda: Secret(""))
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     api_tokens: tuple[Secret, ...] = ()
-    dialout_limit: RateLimit = field(default_factory=lambda: RateLimit.parse(defaults.DIALOUT_LIMIT))
+    dialout_limit: RateLimit = field(
+        default_factory=lambda: RateLimit.parse(defaults.DIALOUT_LIMIT)
+    )
     key_prefix: str = defaults.KEY_PREFIX
     call_retention: int = defaults.CALL_RETENTION
     feed_maxlen: int = defaults.FEED_MAXLEN

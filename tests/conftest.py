@@ -8,9 +8,13 @@ suite at a shared Redis never flushes anyone else's data.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -73,3 +77,38 @@ def settings(redis_url: str, key_prefix: str, redis_client: redis.Redis) -> Sett
         ambiguous_grace=2.0,
         daily_read_timeout=2.0,
     )
+
+
+@pytest.fixture
+def app(settings: Settings) -> Any:
+    from telephony.web import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def web(app: Any) -> Iterator[str]:
+    """The service's Flask app over real HTTP on a free port; yields its base URL."""
+    from telephony.serving import ServerThread
+
+    with ServerThread(app) as server:
+        yield server.url
+
+
+def _signed_headers(
+    body: bytes, secret: str = WEBHOOK_SECRET, timestamp: str = "1728023426"
+) -> dict[str, str]:
+    key = base64.b64decode(secret)
+    digest = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).digest()
+    return {
+        "X-Webhook-Signature": base64.b64encode(digest).decode(),
+        "X-Webhook-Timestamp": timestamp,
+        "Content-Type": "application/json",
+    }
+
+
+@pytest.fixture
+def sign_webhook() -> Any:
+    """``sign_webhook(body, secret=..., timestamp=...)``: the headers Daily would send, computed
+    here independently of ``telephony.signature``."""
+    return _signed_headers

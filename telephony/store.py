@@ -1,0 +1,219 @@
+"""Calls in Redis: the one place state changes are committed.
+
+Every change goes through :meth:`CallStore.apply`, which runs ``apply.lua`` (registered once,
+called by SHA): one round trip per event for de-duplication, compare-and-set against the
+machine's moves, history, the durable feed and pub/sub.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Literal
+
+import redis
+
+from telephony import defaults, machine
+from telephony.config import Settings
+from telephony.keys import Keys
+
+Status = Literal["applied", "ignored", "duplicate", "held", "exists", "orphan"]
+_SCRIPT = resources.files("telephony").joinpath("apply.lua").read_text()
+
+
+def now_iso() -> str:
+    """UTC with milliseconds and a ``Z``, as in the contract's examples."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One event to apply to one call: the domain's only way to touch a call's state."""
+
+    trigger: str
+    event: str
+    source: str
+    call_id: str = ""
+    session_id: str = ""
+    event_id: str = ""
+    data: Any = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    #: Fields of a new record, with ``mode``: ``new`` (must not exist) or ``upsert``.
+    create: dict[str, Any] | None = None
+    mode: Literal["", "new", "upsert"] = ""
+    at: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    call_id: str
+    from_state: str
+    to_state: str
+    seq: int
+
+    @property
+    def changed(self) -> bool:
+        return self.status == "applied" and self.from_state != self.to_state
+
+
+def _field_text(value: Any) -> Any:
+    """What Lua can store as is: objects as JSON text (cjson would turn ``[]`` into ``{}``),
+    floats as text (Redis truncates Lua numbers to integers); ints and None unchanged."""
+    if value is None or isinstance(value, str) or type(value) is int:
+        return value
+    if isinstance(value, (dict, list, bool)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _fields_json(fields: dict[str, Any]) -> str:
+    return json.dumps({name: _field_text(value) for name, value in fields.items()})
+
+
+class CallStore:
+    """Reads and commits calls; holds no call state in process memory."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        # redis-py's return types are unions of every RESP shape; results are bytes here.
+        self.redis: Any = client
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._apply = client.register_script(_SCRIPT)
+
+    def apply(self, change: Change) -> Outcome:
+        plan = machine.plan(change.trigger)
+        args = [
+            self.settings.key_prefix,
+            change.call_id,
+            change.session_id,
+            change.event,
+            change.event_id,
+            json.dumps(plan.moves),
+            change.at or now_iso(),
+            change.source,
+            json.dumps(change.data, separators=(",", ":")),
+            _fields_json(change.fields),
+            "" if change.create is None else _fields_json(change.create),
+            change.mode,
+            self.settings.call_retention,
+            self.settings.feed_maxlen,
+            self.settings.dedupe_ttl,
+            defaults.PENDING_TTL,
+            int(time.time() * 1000),
+        ]
+        status, call_id, from_state, to_state, seq = self._apply(args=args)  # type: ignore[arg-type]
+        return Outcome(
+            status=status.decode(),
+            call_id=call_id.decode(),
+            from_state=from_state.decode(),
+            to_state=to_state.decode(),
+            seq=int(seq),
+        )
+
+    def get(self, call_id: str, history: bool = True) -> dict[str, Any] | None:
+        """The call in the contract's shape, with its history; one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.call(call_id))
+        if history:
+            pipe.lrange(self.keys.history(call_id), 0, -1)
+        results = pipe.execute()
+        if not results[0]:
+            return None
+        call = to_call(results[0])
+        if history:
+            call["history"] = [json.loads(entry) for entry in results[1]]
+        return call
+
+    def state(self, call_id: str) -> str | None:
+        value = self.redis.hget(self.keys.call(call_id), "state")
+        return None if value is None else value.decode()
+
+    def page(
+        self,
+        *,
+        state: str | None = None,
+        room: str | None = None,
+        limit: int = defaults.PAGE_DEFAULT,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Calls newest first; ``cursor`` is opaque (``score:id`` of the last one returned).
+
+        Filters are applied while walking the index in pages, so a page is always full unless
+        the index is exhausted; ids whose record has expired are pruned from the index.
+        """
+        keys = self.keys
+        max_score: str = "+inf"
+        after_id = ""
+        if cursor:
+            max_score, _, after_id = cursor.partition(":")
+        found: list[dict[str, Any]] = []
+        next_cursor: str | None = None
+        batch = max(limit * 2, 50)
+        while len(found) < limit:
+            rows = self.redis.zrevrangebyscore(
+                keys.calls, max_score, "-inf", start=0, num=batch + 1, withscores=True
+            )
+            if after_id:
+                ids = [r[0].decode() for r in rows]
+                if after_id in ids:
+                    rows = rows[ids.index(after_id) + 1 :]
+            if not rows:
+                break
+            pipe = self.redis.pipeline(transaction=False)
+            for member, _ in rows:
+                pipe.hgetall(keys.call(member.decode()))
+            records = pipe.execute()
+            expired = []
+            for (member, score), record in zip(rows, records, strict=True):
+                call_id = member.decode()
+                max_score, after_id = str(int(score)), call_id
+                if not record:
+                    expired.append(call_id)
+                    continue
+                call = to_call(record)
+                if (state and call["state"] != state) or (room and call["room"] != room):
+                    continue
+                found.append(call)
+                if len(found) == limit:
+                    next_cursor = f"{max_score}:{after_id}"
+                    break
+            if expired:
+                self.redis.zrem(keys.calls, *expired)
+            if len(rows) <= batch and len(found) < limit:
+                break
+        return found, next_cursor
+
+    def feed(self, after: int = 0, limit: int = defaults.PAGE_DEFAULT) -> list[dict[str, Any]]:
+        """Recorded events with ``seq > after``, in order (``GET /v1/events``)."""
+        rows = self.redis.xrange(self.keys.feed, min=f"({after}-0", max="+", count=limit)
+        return [json.loads(fields[b"m"]) for _, fields in rows]
+
+
+#: Hash fields kept as JSON text in Redis, decoded on read.
+_JSON_FIELDS = frozenset({"metadata", "options"})
+_INT_FIELDS = frozenset({"attempts", "ringTimeoutSec", "maxDurationSec"})
+#: The contract's fields, always present (null when unknown).
+_CALL_FIELDS = (
+    "id", "kind", "room", "destination", "state", "sessionId", "attempts", "error", "reason",
+    "createdAt", "updatedAt", "metadata",
+)  # fmt: skip
+
+
+def to_call(record: dict[bytes, bytes]) -> dict[str, Any]:
+    """A Redis hash → the contract's call object."""
+    call: dict[str, Any] = dict.fromkeys(_CALL_FIELDS)
+    call["attempts"] = 0
+    call["metadata"] = {}
+    for raw_name, raw_value in record.items():
+        name, value = raw_name.decode(), raw_value.decode()
+        if name in _JSON_FIELDS:
+            call[name] = json.loads(value)
+        elif name in _INT_FIELDS:
+            call[name] = int(value)
+        else:
+            call[name] = value
+    return call

@@ -1,0 +1,47 @@
+"""The per-process objects every route uses, built once by the app factory."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import current_app
+
+from telephony.config import Settings
+from telephony.inbound import Receiver
+from telephony.keys import Keys
+from telephony.store import CallStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: Any  # redis.Redis; its typed results are unions of every RESP shape
+    store: CallStore
+    receiver: Receiver
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        if not settings.redis_url:
+            raise RuntimeError("REDIS_URL is not set (only `telephony demo` starts its own Redis)")
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        )
+        store = CallStore(client, settings)
+        return cls(settings, client, store, Receiver(store, settings))
+
+    @property
+    def keys(self) -> Keys:
+        return self.store.keys
+
+    def count(self, name: str) -> None:
+        """Bump a counter shown by ``/metrics``; off the hot path only (one extra command)."""
+        with contextlib.suppress(redis.RedisError):
+            self.redis.hincrby(self.keys.metrics, name, 1)
+
+
+def services() -> Services:
+    found: Services = current_app.extensions["telephony"]
+    return found

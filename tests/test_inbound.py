@@ -1,0 +1,154 @@
+"""The webhook receiver over real HTTP: signatures, the test request, every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from telephony.store import CallStore, Change
+
+
+def envelope(kind: str, event_id: str, **payload: Any) -> bytes:
+    body = {"version": "1.0.0", "type": kind, "id": event_id, "payload": payload, "event_ts": 1.5}
+    return json.dumps(body).encode()
+
+
+def queue_call(store: CallStore, call_id: str) -> None:
+    store.apply(
+        Change(
+            trigger="queue",
+            event="call.queued",
+            source="api",
+            call_id=call_id,
+            create={"kind": "dialout", "room": "sales-1", "destination": "+15550100000"},
+            mode="new",
+        )
+    )
+
+
+@pytest.fixture
+def store(app: Any) -> CallStore:
+    found: CallStore = app.extensions["telephony"].store
+    return found
+
+
+def post(web: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+    return requests.post(f"{web}/webhooks/daily", data=body, headers=headers, timeout=5)
+
+
+def test_signed_event_moves_the_call(web: str, store: CallStore, sign_webhook: Any) -> None:
+    queue_call(store, "call-1")
+    body = envelope("dialout.answered", "evt-1", user_id="call-1", session_id="s-1",
+                    timestamp="1728023426", room="sales-1")
+    response = post(web, body, sign_webhook(body))
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "status": "applied"}
+    call = store.get("call-1")
+    assert call is not None
+    assert (call["state"], call["sessionId"]) == ("answered", "s-1")
+    assert call["history"][-1]["at"] == "2024-10-04T06:30:26.000Z"
+
+
+def test_duplicate_is_applied_once(web: str, store: CallStore, sign_webhook: Any) -> None:
+    queue_call(store, "call-2")
+    body = envelope("dialout.connected", "evt-dup", user_id="call-2", session_id="s-2")
+    assert post(web, body, sign_webhook(body)).json()["status"] == "applied"
+    assert post(web, body, sign_webhook(body)).json()["status"] == "duplicate"
+    call = store.get("call-2")
+    assert call is not None
+    assert [h["event"] for h in call["history"]] == ["call.queued", "dialout.connected"]
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda h: h.pop("X-Webhook-Signature"),
+        lambda h: h.pop("X-Webhook-Timestamp"),
+        lambda h: h.update({"X-Webhook-Signature": "AAAA" + h["X-Webhook-Signature"][4:]}),
+        lambda h: h.update({"X-Webhook-Timestamp": "1728023427"}),
+        lambda h: h.update({"X-Webhook-Signature": "not base64 at all"}),
+    ],
+    ids=["no-signature", "no-timestamp", "wrong-signature", "other-timestamp", "garbage"],
+)
+def test_forged_webhooks_are_refused(
+    web: str, store: CallStore, sign_webhook: Any, mutate: Any
+) -> None:
+    queue_call(store, "call-3")
+    body = envelope("dialout.answered", "evt-3", user_id="call-3", session_id="s-3")
+    headers = sign_webhook(body)
+    mutate(headers)
+    response = post(web, body, headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == "authentication-error"
+    assert store.state("call-3") == "queued"
+
+
+def test_body_changed_after_signing_is_refused(web: str, sign_webhook: Any) -> None:
+    body = envelope("dialout.answered", "evt-4", user_id="x")
+    headers = sign_webhook(body)
+    assert post(web, body.replace(b'"x"', b'"y"'), headers).status_code == 401
+
+
+def test_other_secret_is_refused(web: str, sign_webhook: Any) -> None:
+    body = envelope("dialout.answered", "evt-5", user_id="x")
+    other = "b3RoZXItc2VjcmV0LWJ5dGVzLWZvci10ZXN0aW5nISE="
+    assert post(web, body, sign_webhook(body, secret=other)).status_code == 401
+
+
+def test_test_request_is_acknowledged_and_changes_nothing(
+    web: str, store: CallStore, sign_webhook: Any
+) -> None:
+    before = store.feed(after=0, limit=500)
+    body = b'{"test": "test"}'
+    response = post(web, body, sign_webhook(body))
+    assert response.status_code == 200
+    assert response.json()["status"] == "test"
+    assert store.feed(after=0, limit=500) == before
+
+
+def test_unknown_type_is_acknowledged_and_kept(
+    web: str, store: CallStore, sign_webhook: Any
+) -> None:
+    queue_call(store, "call-6")
+    body = envelope("recording.started", "evt-6", user_id="call-6", session_id="s-6")
+    assert post(web, body, sign_webhook(body)).status_code == 200
+    call = store.get("call-6")
+    assert call is not None
+    assert call["state"] == "queued"
+    assert call["history"][-1]["event"] == "recording.started"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff\xfe", b""])
+def test_malformed_but_signed_is_400(web: str, sign_webhook: Any, body: bytes) -> None:
+    response = post(web, body, sign_webhook(body))
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid-request-error"
+
+
+def test_oversized_body_is_413(web: str, sign_webhook: Any) -> None:
+    body = envelope("dialout.answered", "evt-7", user_id="x", pad="x" * 70_000)
+    response = post(web, body, sign_webhook(body))
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload-too-large-error"
+
+
+def test_dialin_events_create_a_dialin_record(
+    web: str, store: CallStore, sign_webhook: Any
+) -> None:
+    stopped = envelope("dialin.stopped", "evt-8", session_id="in-1", room="r", sip_from="sip:a@b")
+    connected = envelope("dialin.connected", "evt-9", session_id="in-1", room="r", sip_from="sip:a@b")
+    for body in (stopped, connected):  # out of order: stopped first
+        assert post(web, body, sign_webhook(body)).status_code == 200
+    call = store.get("dialin-in-1")
+    assert call is not None
+    assert (call["kind"], call["state"], call["destination"]) == ("dialin", "stopped", "sip:a@b")
+    assert call["history"][-1]["ignored"] is True
+
+
+def test_wrong_method_is_json_405(web: str) -> None:
+    response = requests.get(f"{web}/webhooks/daily", timeout=5)
+    assert response.status_code == 405
+    assert response.json()["error"] == "method-not-allowed-error"
