@@ -135,6 +135,10 @@ AMBIGUOUS_GRACE = 30.0
 #: Live calls (dialing → answered) allowed at once across the cluster; 0 means no cap.
 MAX_LIVE_CALLS = 0
 
+#: Seconds a start waiting for a live-call slot sleeps (as a scheduled job) before it looks
+#: again: calls last minutes, so checking every few seconds costs nothing and loses little.
+LIVE_CALLS_RECHECK = 2.0
+
 # --- Sandbox (the Daily stand-in) --------------------------------------------------------------
 
 #: Port ``telephony sandbox`` listens on: next to the service's, clear of common dev ports.

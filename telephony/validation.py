@@ -1,0 +1,391 @@
+"""Strict, local validation of every request body before anything is queued or sent to Daily.
+
+Shared by the HTTP API, the Python client and the sandbox (which must refuse what Daily
+refuses), so the rules live once, here, as tables of field -> rule. The rules are those of
+``daily-api.md``; where Daily's documentation is silent we *refuse*: a 400 now is cheap, a
+queued call that Daily rejects later is not. Decisions taken where the docs are vague:
+
+- Types are never coerced: ``true`` is not an integer, ``1.0`` is not an integer, ``"5"`` is
+  not a number, ``1`` is not a boolean, ``null`` is not a value of any field but ``metadata``.
+- ``phoneNumber``: ``+``, a country code starting 1-9, 2 to 15 digits in all (country code
+  and at least one more digit). No spaces or dashes.
+- ``sipUri``: lowercase ``sip:`` only (no ``sips:``), ASCII, ``[user@]host[:port][;params]``;
+  query parameters are SIP headers and must be ``X-name=value`` (``X-`` as documented).
+- ``extension``: 1 to 20 of ``0-9 * #``. DTMF ``tones``: 1 to 20 of ``0-9 A-D * #``;
+  lowercase ``a-d`` is refused, not normalised, as are lowercase codec names.
+- ``callerId``: a hyphenated UUID. ``waitBeforeExtensionDialSec`` is allowed without
+  ``extension`` (Daily defaults it to 0 either way).
+- Empty ``videoSettings`` / ``codecs`` objects mean Daily's defaults and are accepted.
+- Transfer with ``refer: true`` (Daily's ``sipRefer``) hands the call off: ``callerId``,
+  ``extension`` and ``waitBeforeExtensionDialSec`` are refused; ``toEndPoint`` may be SIP or PSTN.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from telephony import defaults as d
+
+#: A rule yields ``(sub-path, broken rule)`` pairs; sub-path ``""`` is the field itself.
+Rule = Callable[[Any], Iterator[tuple[str, str]]]
+
+
+class ValidationError(ValueError):
+    """Invalid input; ``fields`` maps each field path to the rule it broke, all at once."""
+
+    fields: dict[str, str]
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = dict(fields)
+        summary = "; ".join(f"{path or 'body'}: {rule}" for path, rule in self.fields.items())
+        super().__init__(f"invalid request: {summary}")
+
+    def __reduce__(self) -> tuple[type[ValidationError], tuple[dict[str, str]]]:
+        # The default reduce would call __init__ with the message; keep it picklable for rq.
+        return (type(self), (self.fields,))
+
+
+# --- Rule builders --------------------------------------------------------------------------------
+
+
+def _rule(ok: Callable[[Any], bool], text: str) -> Rule:
+    def check(value: Any) -> Iterator[tuple[str, str]]:
+        if not ok(value):
+            yield "", text
+
+    return check
+
+
+def _pattern(regex: str, text: str) -> Rule:
+    compiled = re.compile(regex)  # always bounded ({m,n}), so no length check is needed
+    return _rule(lambda v: isinstance(v, str) and compiled.fullmatch(v) is not None, text)
+
+
+def _integer(low: int, high: int) -> Rule:
+    # ``type(v) is int``: bool is a subclass of int, and 1.0 is not an integer in our API.
+    return _rule(
+        lambda v: type(v) is int and low <= v <= high, f"must be an integer from {low} to {high}"
+    )
+
+
+def _text(max_len: int) -> Rule:
+    return _rule(
+        lambda v: isinstance(v, str) and 0 < len(v) <= max_len,
+        f"must be a string of 1 to {max_len} characters",
+    )
+
+
+def _is_json(value: Any, depth: int = 0) -> bool:
+    """Plain JSON only, so what we store and send is exactly what was validated."""
+    if depth > d.JSON_MAX_DEPTH:
+        return False
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return value.bit_length() < 64  # huge ints cannot be serialised (int_max_str_digits)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_is_json(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
+    return False
+
+
+_JSON_TEXT = f"(no NaN/Infinity, 64-bit integers, at most {d.JSON_MAX_DEPTH} levels deep)"
+_JSON = _rule(_is_json, f"must be a JSON value {_JSON_TEXT}")
+_JSON_OBJECT = _rule(
+    lambda v: isinstance(v, dict) and _is_json(v), f"must be an object {_JSON_TEXT}"
+)
+
+
+def _object(rules: Mapping[str, Rule]) -> Rule:
+    def check(value: Any) -> Iterator[tuple[str, str]]:
+        if not isinstance(value, dict):
+            yield "", "must be a JSON object"
+            return
+        for path, text in _walk(value, rules).items():
+            yield "." + path, text
+
+    return check
+
+
+def _codec_list(names: tuple[str, ...]) -> Rule:
+    one_of = f"must be one of {', '.join(names)}"
+
+    def check(value: Any) -> Iterator[tuple[str, str]]:
+        if not isinstance(value, list) or not value:
+            yield "", f"must be a non-empty array of {', '.join(names)}"
+            return
+        seen: set[str] = set()
+        for i, item in enumerate(value):
+            if not (isinstance(item, str) and item in names):
+                yield f"[{i}]", one_of
+            elif item in seen:
+                yield f"[{i}]", "duplicate codec"
+            else:
+                seen.add(item)
+
+    return check
+
+
+# --- Field rules ----------------------------------------------------------------------------------
+
+_E164_TEXT = f"must be E.164: '+' then country code and up to {d.E164_MAX_DIGITS} digits"
+_E164 = _pattern(rf"\+[1-9][0-9]{{1,{d.E164_MAX_DIGITS - 1}}}", _E164_TEXT)
+
+_SIP_TARGET = re.compile(
+    r"sip:(?:[^@?\s]+@)?"  # optional user@ (may carry ;params, e.g. ;phone-context=)
+    r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])"  # host name, IPv4 or [IPv6]
+    r"(?::[0-9]{1,5})?"  # port
+    r"(?:;[^;?\s]+)*"  # URI parameters such as ;transport=tcp
+)
+_SIP_HEADER = re.compile(r"X-[A-Za-z0-9.!%*_+`'~-]+=[^&=\s]+")
+
+
+def _sip_uri(value: Any) -> Iterator[tuple[str, str]]:
+    if not (isinstance(value, str) and value.isascii() and value.isprintable()):
+        yield "", "must be a SIP URI of printable ASCII characters"
+        return
+    target, _, query = value.partition("?")
+    if len(value) > d.SIP_URI_MAX:
+        yield "", f"must be a SIP URI of at most {d.SIP_URI_MAX} characters"
+    elif not _SIP_TARGET.fullmatch(target):
+        yield "", "must be a SIP URI: 'sip:' then user@host or host"
+    elif "?" in value and not all(_SIP_HEADER.fullmatch(h) for h in query.split("&")):
+        yield "", "query parameters are SIP headers and must be X-name=value, joined by '&'"
+
+
+def _endpoint(value: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str) and value.startswith("+"):
+        yield from _E164(value)
+    elif isinstance(value, str) and value.startswith("sip:"):
+        yield from _sip_uri(value)
+    else:
+        yield "", "must be a sip: URI or an E.164 phone number ('+' then digits)"
+
+
+_ROOM_TEXT = f"must be 1 to {d.ROOM_NAME_MAX} characters of A-Z a-z 0-9 _ -"
+_ROOM_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{d.ROOM_NAME_MAX}}}")
+_ROOM = _pattern(_ROOM_RE.pattern, _ROOM_TEXT)
+_SESSION = _text(d.SESSION_ID_MAX)
+_BOOLEAN = _rule(lambda v: isinstance(v, bool), "must be true or false")
+_UUID = _pattern(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    "must be a UUID (the id of a purchased number)",
+)
+_EXTENSION = _pattern(
+    rf"[0-9*#]{{1,{d.EXTENSION_MAX}}}", f"must be 1 to {d.EXTENSION_MAX} characters of 0-9 * #"
+)
+_WAIT = _integer(0, d.WAIT_BEFORE_EXTENSION_MAX)
+_TONES = _pattern(
+    rf"[{re.escape(d.DTMF_TONES)}]{{1,{d.DTMF_MAX_TONES}}}",
+    f"must be 1 to {d.DTMF_MAX_TONES} DTMF tones of 0-9 A-D * # (uppercase)",
+)
+
+_DIALOUT: dict[str, Rule] = {
+    "sipUri": _sip_uri,
+    "phoneNumber": _E164,
+    "displayName": _text(d.DISPLAY_NAME_MAX),
+    "userId": _text(d.USER_ID_MAX),
+    "callerId": _UUID,
+    "extension": _EXTENSION,
+    "waitBeforeExtensionDialSec": _WAIT,
+    "video": _BOOLEAN,
+    "videoSettings": _object(
+        {
+            "width": _integer(1, d.VIDEO_WIDTH_MAX),
+            "height": _integer(1, d.VIDEO_HEIGHT_MAX),
+            "fps": _integer(1, d.VIDEO_FPS_MAX),
+            "videoBitrate": _integer(1, d.VIDEO_BITRATE_MAX),
+        }
+    ),
+    "codecs": _object({"audio": _codec_list(d.AUDIO_CODECS), "video": _codec_list(d.VIDEO_CODECS)}),
+    "permissions": _JSON_OBJECT,
+}
+#: Our own fields of ``POST /v1/calls``, beside Daily's dial-out options.
+_CALL: dict[str, Rule] = {
+    "room": _ROOM,
+    # The call id travels in URLs and Redis keys: narrower than Daily's "string <= 36".
+    "userId": _pattern(
+        rf"[A-Za-z0-9._:-]{{1,{d.USER_ID_MAX}}}",
+        f"must be 1 to {d.USER_ID_MAX} characters of A-Z a-z 0-9 . _ : -",
+    ),
+    "ringTimeoutSec": _integer(1, d.RING_TIMEOUT_MAX),
+    "maxDurationSec": _integer(1, d.MAX_DURATION_MAX),
+    "metadata": _JSON,
+}
+_DTMF: dict[str, Rule] = {
+    "tones": _TONES,
+    "method": _rule(lambda v: v in d.DTMF_METHODS, f"must be one of {', '.join(d.DTMF_METHODS)}"),
+    "digitDurationMs": _integer(d.DTMF_DURATION_MIN, d.DTMF_DURATION_MAX),
+}
+_TRANSFER: dict[str, Rule] = {
+    "toEndPoint": _endpoint,
+    "callerId": _UUID,
+    "extension": _EXTENSION,
+    "waitBeforeExtensionDialSec": _WAIT,
+}
+_PSTN_ONLY = "only allowed with phoneNumber (PSTN)"
+_PSTN_TARGET_ONLY = "only allowed when toEndPoint is a phone number (PSTN)"
+_VIDEO_ONLY = "only allowed with video: true (SIP)"
+_REFER_REFUSED = ("callerId", "extension", "waitBeforeExtensionDialSec")
+_NOT_WITH_REFER = "not allowed with refer: true (a SIP REFER hands the call off)"
+
+
+# --- Walking a body -------------------------------------------------------------------------------
+
+
+def _walk(data: Mapping[Any, Any], rules: Mapping[str, Rule]) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    for key, value in data.items():
+        rule = rules.get(key) if isinstance(key, str) else None
+        if rule is None:
+            problems[str(key)] = "unknown field"
+            continue
+        for sub, text in rule(value):
+            problems.setdefault(key + sub, text)
+    return problems
+
+
+def _as_body(data: object) -> dict[Any, Any]:
+    if not isinstance(data, dict):
+        raise ValidationError({"": "body must be a JSON object"})
+    return data
+
+
+def _check(
+    data: object, rules: Mapping[str, Rule], required: Iterable[str] = ()
+) -> tuple[dict[Any, Any], dict[str, str]]:
+    body = _as_body(data)
+    problems = _walk(body, rules)
+    for name in required:
+        if name not in body:
+            problems.setdefault(name, "required")
+    return body, problems
+
+
+def _refuse(
+    problems: dict[str, str], body: Mapping[Any, Any], names: Iterable[str], text: str
+) -> None:
+    for name in names:
+        if name in body:
+            problems.setdefault(name, text)
+
+
+def _done(body: Mapping[Any, Any], problems: dict[str, str]) -> dict[str, Any]:
+    if problems:
+        raise ValidationError(problems)
+    # A JSON round trip gives a deep copy of plain types: exactly what goes on the wire.
+    clean: dict[str, Any] = json.loads(json.dumps(body))
+    return clean
+
+
+# --- Public API -----------------------------------------------------------------------------------
+
+
+def dialout_body(data: object) -> dict[str, Any]:
+    """Daily's ``dialOut/start`` body, with only Daily's keys; returns a clean copy."""
+    body, problems = _check(data, _DIALOUT)
+    sip, pstn = "sipUri" in body, "phoneNumber" in body
+    if sip == pstn:
+        for name in ("phoneNumber", "sipUri"):
+            problems.setdefault(name, "exactly one of phoneNumber and sipUri is required")
+    if sip and not pstn:
+        _refuse(problems, body, ("callerId", "extension"), _PSTN_ONLY)
+    if pstn and not sip:
+        _refuse(problems, body, ("video",), "only allowed with sipUri (SIP)")
+    if body.get("video") is not True:
+        _refuse(problems, body, ("videoSettings",), _VIDEO_ONLY)
+        codecs = body.get("codecs")
+        if isinstance(codecs, dict) and "video" in codecs:
+            problems.setdefault("codecs.video", _VIDEO_ONLY)
+    return _done(body, problems)
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """A validated ``POST /v1/calls`` body, split into Daily's part and ours."""
+
+    room: str
+    dialout: dict[str, Any]
+    call_id: str | None
+    ring_timeout: int | None
+    max_duration: int | None
+    metadata: Any
+
+    @property
+    def destination(self) -> str:
+        return str(self.dialout.get("phoneNumber") or self.dialout["sipUri"])
+
+    @property
+    def is_pstn(self) -> bool:
+        return "phoneNumber" in self.dialout
+
+
+def call_request(data: object) -> CallRequest:
+    """``room`` + Daily's dial-out options (minus ``userId``, which becomes the call id) + ours."""
+    body = _as_body(data)
+    ours, problems = _check({k: v for k, v in body.items() if k in _CALL}, _CALL, ("room",))
+    dialout: dict[str, Any] = {}
+    try:
+        dialout = dialout_body({k: v for k, v in body.items() if k not in _CALL})
+    except ValidationError as exc:
+        problems.update(exc.fields)
+    clean = _done(ours, problems)
+    return CallRequest(
+        room=clean["room"],
+        dialout=dialout,
+        call_id=clean.get("userId"),
+        ring_timeout=clean.get("ringTimeoutSec"),
+        max_duration=clean.get("maxDurationSec"),
+        metadata=clean.get("metadata", {}),
+    )
+
+
+def dtmf_request(data: object) -> dict[str, Any]:
+    """Our ``POST /v1/calls/{id}/dtmf`` body."""
+    return _done(*_check(data, _DTMF, ("tones",)))
+
+
+def daily_dtmf_body(data: object) -> dict[str, Any]:
+    """Daily's ``dialOut/sendDTMF`` body (with the SDKs' ``method``), for the sandbox."""
+    return _done(*_check(data, {"sessionId": _SESSION, **_DTMF}, ("sessionId", "tones")))
+
+
+def _transfer(data: object, rules: Mapping[str, Rule], required: Iterable[str]) -> dict[str, Any]:
+    body, problems = _check(data, rules, required)
+    target = body.get("toEndPoint")
+    if isinstance(target, str) and target.startswith("sip:"):
+        _refuse(problems, body, ("callerId", "extension"), _PSTN_TARGET_ONLY)
+    if body.get("refer") is True:
+        _refuse(problems, body, _REFER_REFUSED, _NOT_WITH_REFER)
+    return _done(body, problems)
+
+
+def transfer_request(data: object) -> dict[str, Any]:
+    """Our ``POST /v1/calls/{id}/transfer`` body; ``refer: true`` selects Daily's sipRefer."""
+    return _transfer(data, {**_TRANSFER, "refer": _BOOLEAN}, ("toEndPoint",))
+
+
+def daily_transfer_body(data: object, *, refer: bool) -> dict[str, Any]:
+    """Daily's ``sipCallTransfer`` body, or its ``sipRefer`` body ``{sessionId, toEndPoint}``."""
+    rules = {"sessionId": _SESSION, **(_TRANSFER if not refer else {"toEndPoint": _endpoint})}
+    return _transfer(data, rules, ("sessionId", "toEndPoint"))
+
+
+def daily_stop_body(data: object) -> dict[str, Any]:
+    """Daily's ``dialOut/stop`` body."""
+    return _done(*_check(data, {"sessionId": _SESSION}, ("sessionId",)))
+
+
+def room_name(value: object, field: str = "room") -> str:
+    """A Daily room name, as found in URL paths and request bodies."""
+    if isinstance(value, str) and _ROOM_RE.fullmatch(value):
+        return value
+    raise ValidationError({field: _ROOM_TEXT})
