@@ -130,9 +130,14 @@ apply = function(args)
   local ignored = dest == nil
   if not ignored then
     local fields = cjson.decode(args[9])
-    if dest == 'stopped' and fields.reason == 'hangup'
-       and redis.call('HEXISTS', key, 'transferredTo') == 1 then
-      fields.reason = 'transferred'
+    if dest == 'stopped' and fields.reason == 'hangup' then
+      -- Daily reports every end as a hang-up: keep the reason we asked for, or the transfer.
+      local asked = redis.call('HGET', key, 'stopReason')
+      if asked then
+        fields.reason = asked
+      elseif redis.call('HEXISTS', key, 'transferredTo') == 1 then
+        fields.reason = 'transferred'
+      end
     end
     for name, value in pairs(fields) do
       if string.sub(name, 1, 1) == '+' then
@@ -150,6 +155,8 @@ apply = function(args)
   local seq = redis.call('INCR', prefix .. ':seq')
   local entry = {seq = seq, event = event, from = state, to = to, at = at, source = source}
   if ignored then entry.ignored = true end
+  -- Daily's envelope id, so a call's history shows which delivery was recorded.
+  if event_id ~= '' then entry.eventId = event_id end
   redis.call('RPUSH', history, encode(entry, data))
 
   publish({seq = seq, json = encode({

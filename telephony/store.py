@@ -97,7 +97,11 @@ class CallStore:
             change.source,
             json.dumps(change.data, separators=(",", ":")),
             _fields_json(change.fields),
-            "" if change.create is None else _fields_json(change.create),
+            ""
+            if change.create is None
+            else _fields_json(
+                {name: value for name, value in change.create.items() if value is not None}
+            ),
             change.mode,
             self.settings.call_retention,
             self.settings.feed_maxlen,
@@ -157,6 +161,8 @@ class CallStore:
             rows = self.redis.zrevrangebyscore(
                 keys.calls, max_score, "-inf", start=0, num=batch + 1, withscores=True
             )
+            # Counted before skipping the cursor's own id: a full fetch means more may follow.
+            exhausted = len(rows) <= batch
             if after_id:
                 ids = [r[0].decode() for r in rows]
                 if after_id in ids:
@@ -183,7 +189,7 @@ class CallStore:
                     break
             if expired:
                 self.redis.zrem(keys.calls, *expired)
-            if len(rows) <= batch and len(found) < limit:
+            if exhausted:
                 break
         return found, next_cursor
 
@@ -195,7 +201,9 @@ class CallStore:
 
 #: Hash fields kept as JSON text in Redis, decoded on read.
 _JSON_FIELDS = frozenset({"metadata", "options"})
-_INT_FIELDS = frozenset({"attempts", "ringTimeoutSec", "maxDurationSec"})
+_INT_FIELDS = frozenset({"attempts", "ringTimeoutSec", "maxDurationSec", "stopRequested"})
+#: Bookkeeping of the workers, not part of the call as users see it.
+_HIDDEN_FIELDS = frozenset({"watchDue", "dialingSince"})
 #: The contract's fields, always present (null when unknown).
 _CALL_FIELDS = (
     "id", "kind", "room", "destination", "state", "sessionId", "attempts", "error", "reason",
@@ -210,6 +218,8 @@ def to_call(record: dict[bytes, bytes]) -> dict[str, Any]:
     call["metadata"] = {}
     for raw_name, raw_value in record.items():
         name, value = raw_name.decode(), raw_value.decode()
+        if name in _HIDDEN_FIELDS:
+            continue
         if name in _JSON_FIELDS:
             call[name] = json.loads(value)
         elif name in _INT_FIELDS:

@@ -112,3 +112,76 @@ def sign_webhook() -> Any:
     """``sign_webhook(body, secret=..., timestamp=...)``: the headers Daily would send, computed
     here independently of ``telephony.signature``."""
     return _signed_headers
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Any]:
+    """The Daily stand-in (``telephony.sandbox.server.Sandbox``) over real HTTP on a free port,
+    its delays at 1/20 (``time_scale=0.05``). ``sandbox.url`` is a ``DAILY_API_URL``, its key
+    is ``DAILY_API_KEY``; no webhook is registered (``sandbox.register_webhook(url, secret)``)."""
+    from telephony.sandbox.server import Sandbox
+
+    with Sandbox(api_key=DAILY_API_KEY, time_scale=0.05) as running:
+        yield running
+
+
+class DialOut:
+    """One dial-out call's changes as the API, its worker and Daily's webhooks report them
+    (store, machine and concurrency tests). Webhooks become changes through the receiver's own
+    ``inbound.to_change``; ``matched=False`` leaves ``user_id`` out, so only the session names
+    the call (the event is held until the session is known)."""
+
+    def __init__(self, call_id: str = "", session_id: str = "", room: str = "sales-1") -> None:
+        self.call_id = call_id or f"call-{uuid.uuid4().hex[:12]}"
+        self.session_id = session_id or str(uuid.uuid4())
+        self.room = room
+
+    def queue(self) -> Any:
+        from telephony.store import Change
+
+        create = {"kind": "dialout", "room": self.room, "destination": "+15550100000"}
+        return Change(trigger="queue", event="call.queued", source="api", call_id=self.call_id,
+                      create=create, mode="new")  # fmt: skip
+
+    def dial(self) -> Any:
+        from telephony.store import Change
+
+        return Change(trigger="dial", event="call.dialing", source="worker",
+                      call_id=self.call_id, fields={"+attempts": 1})  # fmt: skip
+
+    def accept(self) -> Any:
+        from telephony.store import Change
+
+        return Change(trigger="accept", event="call.started", source="worker",
+                      call_id=self.call_id, session_id=self.session_id)  # fmt: skip
+
+    def envelope(self, kind: str, event_id: str, matched: bool = True, **payload: Any) -> bytes:
+        import json
+
+        body: dict[str, Any] = {"user_id": self.call_id} if matched else {}
+        body.update(session_id=self.session_id, room=self.room, timestamp="1728023426", **payload)
+        envelope = {"version": "1.0.0", "type": kind, "id": event_id, "payload": body}
+        return json.dumps(envelope).encode()
+
+    def webhook(self, kind: str, event_id: str, matched: bool = True, **payload: Any) -> Any:
+        import json
+
+        from telephony.inbound import to_change
+
+        change = to_change(json.loads(self.envelope(kind, event_id, matched, **payload)))
+        assert change is not None
+        return change
+
+
+@pytest.fixture
+def dialout() -> type[DialOut]:
+    """``dialout()``: a fresh call id and session id, and the changes of that call."""
+    return DialOut
+
+
+@pytest.fixture
+def call_store(settings: Settings, redis_client: redis.Redis) -> Any:
+    """A ``CallStore`` on the test's prefix (its keys are removed after the test)."""
+    from telephony.store import CallStore
+
+    return CallStore(redis_client, settings)

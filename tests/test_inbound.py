@@ -41,8 +41,14 @@ def post(web: str, body: bytes, headers: dict[str, str]) -> requests.Response:
 
 def test_signed_event_moves_the_call(web: str, store: CallStore, sign_webhook: Any) -> None:
     queue_call(store, "call-1")
-    body = envelope("dialout.answered", "evt-1", user_id="call-1", session_id="s-1",
-                    timestamp="1728023426", room="sales-1")
+    body = envelope(
+        "dialout.answered",
+        "evt-1",
+        user_id="call-1",
+        session_id="s-1",
+        timestamp="1728023426",
+        room="sales-1",
+    )
     response = post(web, body, sign_webhook(body))
     assert response.status_code == 200
     assert response.json() == {"ok": True, "status": "applied"}
@@ -139,7 +145,9 @@ def test_dialin_events_create_a_dialin_record(
     web: str, store: CallStore, sign_webhook: Any
 ) -> None:
     stopped = envelope("dialin.stopped", "evt-8", session_id="in-1", room="r", sip_from="sip:a@b")
-    connected = envelope("dialin.connected", "evt-9", session_id="in-1", room="r", sip_from="sip:a@b")
+    connected = envelope(
+        "dialin.connected", "evt-9", session_id="in-1", room="r", sip_from="sip:a@b"
+    )
     for body in (stopped, connected):  # out of order: stopped first
         assert post(web, body, sign_webhook(body)).status_code == 200
     call = store.get("dialin-in-1")

@@ -1,0 +1,243 @@
+"""Commands on calls: place, stop, DTMF, transfer. Used by the HTTP API and TelephonyClient.
+
+A command checks the call's state against the machine, records what was asked on the call, and
+enqueues the job that talks to Daily. Nothing here talks to Daily or knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from telephony import defaults, machine
+from telephony.config import Settings
+from telephony.store import CallStore, Change
+from telephony.validation import CallRequest
+
+
+class CommandError(Exception):
+    """A command that cannot be carried out; ``status`` is the HTTP answer it maps to."""
+
+    status = 400
+
+
+class CallNotFound(CommandError):
+    status = 404
+
+
+class CallConflict(CommandError):
+    """The call's state does not allow this, or the id / Idempotency-Key is taken."""
+
+    status = 409
+
+
+#: Function paths of the jobs (strings, so the web process never imports the workers).
+START_JOB = "workers.jobs.start_dialout"
+WATCHDOG_JOB = "workers.jobs.watchdog"
+STOP_JOB = "workers.jobs.stop_call"
+DTMF_JOB = "workers.jobs.send_dtmf"
+TRANSFER_JOB = "workers.jobs.transfer_call"
+
+
+def make_queue(client: redis.Redis, settings: Settings) -> Queue:
+    """The one queue every job goes through, with JSON-only arguments."""
+    return Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
+
+
+def job_id(settings: Settings, kind: str, call_id: str, *parts: object) -> str:
+    """Job ids derived from the call, so re-enqueueing the same step is harmless.
+
+    RQ allows only ``[A-Za-z0-9_-]`` in ids; other call ids are represented by a digest.
+    """
+    words = [settings.key_prefix, kind, call_id, *map(str, parts)]
+    return "-".join(w if _JOB_ID_SAFE.fullmatch(w) else _digest_word(w) for w in words)
+
+
+_JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _digest_word(word: str) -> str:
+    return "h" + hashlib.sha256(word.encode()).hexdigest()[:20]
+
+
+def _digest(request: CallRequest) -> str:
+    canonical = json.dumps(
+        {
+            "room": request.room,
+            "dialout": request.dialout,
+            "callId": request.call_id,
+            "ringTimeoutSec": request.ring_timeout,
+            "maxDurationSec": request.max_duration,
+            "metadata": request.metadata,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Calls:
+    def __init__(self, client: redis.Redis, settings: Settings, store: CallStore | None = None):
+        self.redis: Any = client
+        self.settings = settings
+        self.store = store or CallStore(client, settings)
+        self.queue = make_queue(client, settings)
+
+    # --- placing ---------------------------------------------------------------------------
+
+    def place(
+        self, request: CallRequest, idempotency_key: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Create the call and queue its start; ``(call, created)``.
+
+        With an ``Idempotency-Key``, the same key and body return the first call (``created``
+        False); the same key with another body is a :class:`CallConflict`.
+        """
+        call_id = request.call_id or str(uuid.uuid4())
+        if idempotency_key is not None:
+            existing = self._claim_key(idempotency_key, _digest(request), call_id)
+            if existing is not None:
+                return existing, False
+        outcome = self.store.apply(
+            Change(
+                trigger="queue",
+                event="call.queued",
+                source="api",
+                call_id=call_id,
+                create={
+                    "kind": "dialout",
+                    "room": request.room,
+                    "destination": request.destination,
+                    "options": request.dialout,
+                    "metadata": request.metadata,
+                    "ringTimeoutSec": request.ring_timeout,
+                    "maxDurationSec": request.max_duration,
+                    "attempts": 0,
+                },
+                mode="new",
+            )
+        )
+        if outcome.status == "exists":
+            if idempotency_key is not None:
+                self.redis.delete(self.store.keys.idempotency(idempotency_key))
+            raise CallConflict(f"a call with id {call_id!r} already exists")
+        self.enqueue_start(call_id, attempt=1)
+        call = self.store.get(call_id)
+        assert call is not None
+        return call, True
+
+    def _claim_key(self, key: str, digest: str, call_id: str) -> dict[str, Any] | None:
+        """Claim the key for ``call_id``; the first call's record if it was claimed before."""
+        name = self.store.keys.idempotency(key)
+        value = json.dumps({"digest": digest, "callId": call_id})
+        if self.redis.set(name, value, nx=True, ex=defaults.IDEMPOTENCY_TTL):
+            return None
+        deadline = time.monotonic() + 2.0
+        while True:
+            raw = self.redis.get(name)
+            if raw is None:  # expired between the two commands: claim it again
+                return self._claim_key(key, digest, call_id)
+            first = json.loads(raw)
+            if first["digest"] != digest:
+                raise CallConflict("Idempotency-Key was already used with a different body")
+            call = self.store.get(first["callId"])
+            if call is not None:
+                return call
+            if time.monotonic() > deadline:  # the first request is still creating it
+                raise CallConflict("a request with this Idempotency-Key is still in progress")
+            time.sleep(0.01)
+
+    def enqueue_start(self, call_id: str, attempt: int, delay: float = 0.0) -> None:
+        """Queue (or schedule) the start; the watchdog covers a start job that gets lost."""
+        start_id = job_id(self.settings, "start", call_id, attempt)
+        if delay > 0:
+            self.queue.enqueue_in(
+                _seconds(delay), START_JOB, call_id, attempt, job_id=start_id, result_ttl=600
+            )
+        else:
+            self.queue.enqueue(START_JOB, call_id, attempt, job_id=start_id, result_ttl=600)
+
+    # --- commands on a call ----------------------------------------------------------------
+
+    def _require(self, call_id: str) -> dict[str, Any]:
+        call = self.store.get(call_id, history=False)
+        if call is None:
+            raise CallNotFound(f"no call {call_id!r}")
+        return call
+
+    def stop(self, call_id: str) -> dict[str, Any]:
+        """Hang up, or cancel a call not yet started. Idempotent: a finished call is left as is."""
+        call = self._require(call_id)
+        state = call["state"]
+        if state in machine.FINAL:
+            return call
+        if state == "queued":
+            outcome = self.store.apply(
+                Change(
+                    trigger="stop",
+                    event="call.cancelled",
+                    source="api",
+                    call_id=call_id,
+                    fields={"reason": "cancelled", "stopRequested": 1},
+                )
+            )
+            if outcome.status == "applied":
+                return self._require(call_id)
+        self.redis.hsetnx(self.store.keys.call(call_id), "stopReason", "stopped")
+        self.store.apply(
+            Change(
+                trigger="note",
+                event="call.stop_requested",
+                source="api",
+                call_id=call_id,
+                fields={"stopRequested": 1},
+            )
+        )
+        self.queue.enqueue(
+            STOP_JOB, call_id, job_id=job_id(self.settings, "stop", call_id), result_ttl=600
+        )
+        return self._require(call_id)
+
+    def _live_command(self, call_id: str, trigger: str, what: str) -> dict[str, Any]:
+        call = self._require(call_id)
+        if not machine.plan(trigger).allows(call["state"]):
+            raise CallConflict(f"cannot {what} a call that is {call['state']}")
+        if not call.get("sessionId"):
+            raise CallConflict(f"cannot {what} before Daily has given the call a session")
+        return call
+
+    def send_dtmf(self, call_id: str, dtmf: dict[str, Any]) -> dict[str, Any]:
+        call = self._live_command(call_id, "send_dtmf", "send DTMF to")
+        self.queue.enqueue(
+            DTMF_JOB,
+            call_id,
+            dtmf,
+            job_id=job_id(self.settings, "dtmf", call_id, uuid.uuid4().hex[:12]),
+            result_ttl=600,
+        )
+        return call
+
+    def transfer(self, call_id: str, transfer: dict[str, Any]) -> dict[str, Any]:
+        call = self._live_command(call_id, "transfer", "transfer")
+        self.queue.enqueue(
+            TRANSFER_JOB,
+            call_id,
+            transfer,
+            job_id=job_id(self.settings, "transfer", call_id, uuid.uuid4().hex[:12]),
+            result_ttl=600,
+        )
+        return call
+
+
+def _seconds(delay: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=delay)

@@ -1,0 +1,179 @@
+"""The sandbox's HTTP face: Daily's REST routes under ``/v1`` and introspection under ``/_sandbox``.
+
+``/_sandbox/*`` is not Daily's API and needs no key: ``GET /_sandbox/starts`` (every start
+attempt: ``t`` monotonic seconds, ``userId``, ``destination``, ``status``, ``sessionId``,
+``counted`` by the rate limit), ``GET /_sandbox/sessions`` (each session's ``state`` and the
+``events`` it sent, in order), ``GET /_sandbox/deliveries`` (every webhook POST: ``eventId``,
+``type``, ``attempt``, ``status``, ``ok``, ``error``; test requests have type ``"test"``),
+``GET /_sandbox/webhooks``, and ``POST /_sandbox/reset`` (body ``{"webhooks": true}`` also
+deletes the webhooks).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from telephony import validation
+from telephony.sandbox import errors
+from telephony.sandbox.core import SandboxCore
+from telephony.sandbox.errors import ApiError
+from telephony.sandbox.starts import hosting_room
+
+log = logging.getLogger(__name__)
+
+#: Largest request body: Daily's bodies are tiny; this only stops abuse.
+MAX_BODY = 1024 * 1024
+
+
+def _drop_connection() -> None:
+    """Close the client's connection with no response at all (the ``drop`` outcome).
+
+    The view still returns; werkzeug's write then fails with a broken pipe, which it treats as
+    a client that went away.
+    """
+    sock = request.environ.get("werkzeug.socket")
+    if not isinstance(sock, socket.socket):
+        raise RuntimeError("the drop outcome needs the werkzeug server")
+    sock.shutdown(socket.SHUT_RDWR)
+
+
+def _daily(core: SandboxCore) -> Blueprint:
+    bp = Blueprint("daily", __name__, url_prefix="/v1")
+
+    def body() -> object:
+        return errors.parse_json(request.get_data())
+
+    @bp.before_request
+    def authenticate() -> None:
+        header = request.headers.get("Authorization")
+        if not core.authorized(header):
+            info = "Invalid API key" if header else "Authorization header missing"
+            raise ApiError(401, errors.AUTHENTICATION, info)
+
+    @bp.post("/rooms/<room>/dialOut/start")
+    def start(room: str) -> Any:
+        session = core.desk.start(room, request.get_data())
+        outcome = session.outcome
+        if outcome.response_delay:
+            time.sleep(outcome.response_delay * core.time_scale)
+        if outcome.early:
+            core.sessions.wait_delivered(session, core.early_timeout)
+        if outcome.drop:
+            _drop_connection()
+        return {"ok": "true", "sessionId": session.id}
+
+    @bp.post("/rooms/<room>/dialOut/stop")
+    def stop(room: str) -> Any:
+        name = hosting_room(room)
+        fields = errors.validated(validation.daily_stop_body, body())
+        core.sessions.stop(name, fields["sessionId"])
+        return {"status": "sent"}
+
+    @bp.post("/rooms/<room>/dialOut/sendDTMF")
+    def send_dtmf(room: str) -> Any:
+        name = hosting_room(room)
+        fields = errors.validated(validation.daily_dtmf_body, body())
+        core.sessions.send_dtmf(name, fields)
+        return {"ok": "true"}
+
+    def transfer(room: str, *, refer: bool) -> Any:
+        name = hosting_room(room)
+        data = body()
+        fields = errors.validated(lambda d: validation.daily_transfer_body(d, refer=refer), data)
+        core.sessions.transfer(name, fields, refer=refer)
+        return {"ok": "true"}
+
+    @bp.post("/rooms/<room>/sipCallTransfer")
+    def sip_call_transfer(room: str) -> Any:
+        return transfer(room, refer=False)
+
+    @bp.post("/rooms/<room>/sipRefer")
+    def sip_refer(room: str) -> Any:
+        return transfer(room, refer=True)
+
+    @bp.post("/webhooks")
+    def create_webhook() -> Any:
+        return core.webhooks.create(body())
+
+    @bp.get("/webhooks")
+    def list_webhooks() -> Any:
+        return jsonify(core.webhooks.list())
+
+    @bp.get("/webhooks/<webhook_id>")
+    def get_webhook(webhook_id: str) -> Any:
+        return core.webhooks.get(webhook_id)
+
+    @bp.post("/webhooks/<webhook_id>")
+    def update_webhook(webhook_id: str) -> Any:
+        return core.webhooks.update(webhook_id, body())
+
+    @bp.delete("/webhooks/<webhook_id>")
+    def delete_webhook(webhook_id: str) -> Any:
+        return core.webhooks.delete(webhook_id)
+
+    return bp
+
+
+def _introspection(core: SandboxCore) -> Blueprint:
+    bp = Blueprint("sandbox", __name__, url_prefix="/_sandbox")
+
+    @bp.get("/starts")
+    def starts() -> Any:
+        return jsonify(core.starts())
+
+    @bp.get("/sessions")
+    def sessions() -> Any:
+        return jsonify(core.session_list())
+
+    @bp.get("/deliveries")
+    def deliveries() -> Any:
+        return jsonify(core.delivery_list())
+
+    @bp.get("/webhooks")
+    def webhooks() -> Any:
+        return jsonify(core.webhooks.list())
+
+    @bp.post("/reset")
+    def reset() -> Any:
+        raw = request.get_data()
+        data = errors.parse_json(raw) if raw.strip() else {}
+        core.reset(webhooks=isinstance(data, dict) and data.get("webhooks") is True)
+        return {"status": "reset"}
+
+    return bp
+
+
+def create_app(core: SandboxCore) -> Flask:
+    app = Flask("telephony.sandbox")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.register_blueprint(_daily(core))
+    app.register_blueprint(_introspection(core))
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        response = jsonify(exc.body())
+        response.status_code = exc.status
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 404:
+            kind = errors.NOT_FOUND
+        else:
+            kind = errors.SERVER if status >= 500 else errors.INVALID_REQUEST
+        return api_error(ApiError(status, kind, exc.description or exc.name))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("sandbox: unexpected error")
+        return api_error(ApiError(500, errors.SERVER, "internal error"))
+
+    return app

@@ -1,0 +1,84 @@
+"""The simulated Daily without HTTP: every component wired together, plus reset/introspection.
+
+:mod:`telephony.sandbox.app` is the HTTP face of this object and
+:class:`telephony.sandbox.server.Sandbox` runs both; tests of the service talk HTTP, but the
+introspection is the same data either way.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from telephony.config import RateLimit
+from telephony.sandbox.delivery import DeliveryLog
+from telephony.sandbox.events import DOMAIN_ID
+from telephony.sandbox.ratelimit import SlidingWindowLimiter
+from telephony.sandbox.scheduler import Scheduler
+from telephony.sandbox.sessions import Sessions
+from telephony.sandbox.starts import StartDesk
+from telephony.sandbox.webhooks import Webhooks
+
+
+class SandboxCore:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        time_scale: float,
+        rate_limit: RateLimit,
+        test_request_timeout: float,
+        delivery_timeout: float,
+    ) -> None:
+        if time_scale < 0:
+            raise ValueError("time_scale must not be negative")
+        self.api_key = api_key
+        self.time_scale = time_scale
+        #: Longest an ``early`` start response waits for its webhooks to be delivered.
+        self.early_timeout = 2 * delivery_timeout
+        self.deliveries = DeliveryLog()
+        self.scheduler = Scheduler()
+        self.webhooks = Webhooks(
+            domain_id=DOMAIN_ID,
+            deliveries=self.deliveries,
+            test_request_timeout=test_request_timeout,
+            delivery_timeout=delivery_timeout,
+            time_scale=time_scale,
+        )
+        self.sessions = Sessions(
+            scheduler=self.scheduler, publish=self.webhooks.publish, time_scale=time_scale
+        )
+        self.desk = StartDesk(SlidingWindowLimiter(rate_limit), self.sessions)
+
+    def authorized(self, header: str | None) -> bool:
+        scheme, _, token = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        return hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+
+    def starts(self) -> list[dict[str, Any]]:
+        return self.desk.attempts()
+
+    def session_list(self) -> list[dict[str, Any]]:
+        return self.sessions.snapshot()
+
+    def delivery_list(self) -> list[dict[str, Any]]:
+        return self.deliveries.entries()
+
+    def reset(self, *, webhooks: bool = False) -> None:
+        """Forget calls, starts, deliveries, refusal counts and the rate-limit history.
+
+        Registered webhooks stay (the demo registers one at start) unless ``webhooks``.
+        """
+        self.sessions.reset()
+        self.scheduler.clear()
+        self.webhooks.drop_queues()
+        if webhooks:
+            self.webhooks.close()
+        self.desk.reset()
+        self.deliveries.clear()
+
+    def close(self) -> None:
+        self.sessions.reset()
+        self.scheduler.stop()
+        self.webhooks.close()

@@ -1,0 +1,233 @@
+"""Running the sandbox: the :class:`Sandbox` object for tests and the demo, and the CLI verb.
+
+werkzeug's threaded server in a background thread: every request gets its own thread, so a
+``slow`` start or a webhook test request never blocks the rest of the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from types import TracebackType
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from telephony import defaults
+from telephony.config import ConfigError, RateLimit
+from telephony.sandbox.app import create_app
+from telephony.sandbox.core import SandboxCore
+from telephony.sandbox.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+DEFAULT_RATE_LIMIT = RateLimit.parse(defaults.DIALOUT_LIMIT)
+
+#: Seconds between the server loop's shutdown checks: tests start and stop many sandboxes.
+SHUTDOWN_POLL = 0.05
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log: tests start many sandboxes and read their introspection instead."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
+class Sandbox:
+    """A running stand-in for Daily's REST API that sends signed webhooks."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str = defaults.SANDBOX_API_KEY,
+        time_scale: float = 1.0,
+        rate_limit: RateLimit = DEFAULT_RATE_LIMIT,
+        test_request_timeout: float = defaults.SANDBOX_TEST_REQUEST_TIMEOUT,
+        delivery_timeout: float = defaults.SANDBOX_DELIVERY_TIMEOUT,
+        *,
+        log_requests: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.core = SandboxCore(
+            api_key=api_key,
+            time_scale=time_scale,
+            rate_limit=rate_limit,
+            test_request_timeout=test_request_timeout,
+            delivery_timeout=delivery_timeout,
+        )
+        self._log_requests = log_requests
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` (introspection lives under ``/_sandbox``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """Daily's API base, for ``DAILY_API_URL``."""
+        return f"{self.base_url}/v1"
+
+    def start(self) -> Sandbox:
+        handler = WSGIRequestHandler if self._log_requests else _QuietHandler
+        self._server = make_server(
+            self.host, self.port, create_app(self.core), threaded=True, request_handler=handler
+        )
+        self.port = self._server.server_port
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL},
+            name="sandbox-http",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.core.close()
+
+    # --- introspection, the same data as /_sandbox/* ----------------------------------------
+
+    def starts(self) -> list[dict[str, Any]]:
+        return self.core.starts()
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return self.core.session_list()
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        return self.core.delivery_list()
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        return self.core.webhooks.list()
+
+    def register_webhook(self, url: str, hmac: str | None = None, **fields: Any) -> dict[str, Any]:
+        """``POST /webhooks`` without HTTP (test request included); the webhook object."""
+        body: dict[str, Any] = {"url": url, **fields}
+        if hmac is not None:
+            body["hmac"] = hmac
+        return self.core.webhooks.create(body)
+
+    def reset(self, *, webhooks: bool = False) -> None:
+        self.core.reset(webhooks=webhooks)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# --- the ``telephony sandbox`` verb --------------------------------------------------------------
+
+
+def _rate_limit(text: str) -> RateLimit:
+    try:
+        return RateLimit.parse(text, "--rate-limit")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=defaults.SANDBOX_PORT, help="port (default %(default)s)"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("DAILY_API_KEY") or defaults.SANDBOX_API_KEY,
+        help=f"bearer key the API accepts (default: $DAILY_API_KEY, else "
+        f"{defaults.SANDBOX_API_KEY!r})",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=_non_negative,
+        default=1.0,
+        help="multiplies every simulated delay: 0.1 runs calls ten times faster (default 1)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        default=DEFAULT_RATE_LIMIT,
+        help="dial-out starts allowed in any window, as N/Ws (default %(default)s)",
+    )
+    parser.add_argument(
+        "--webhook-url", help="register a webhook to this URL at start (it must answer 200)"
+    )
+    parser.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("DAILY_WEBHOOK_SECRET") or None,
+        help="base64 hmac secret for --webhook-url (default: $DAILY_WEBHOOK_SECRET, else "
+        "generated: read it with GET /v1/webhooks)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sandbox = Sandbox(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        time_scale=args.time_scale,
+        rate_limit=args.rate_limit,
+        log_requests=True,
+    )
+    try:
+        sandbox.start()
+    except OSError as exc:
+        log.error("sandbox: cannot listen on %s:%s: %s", args.host, args.port, exc)
+        return 1
+    print(f"sandbox: Daily API at {sandbox.url} (time scale {args.time_scale:g})", flush=True)
+    if args.webhook_url:
+        try:
+            webhook = sandbox.register_webhook(args.webhook_url, args.webhook_secret)
+        except ApiError as exc:
+            log.error("sandbox: webhook not registered: %s", exc.info)
+            sandbox.stop()
+            return 1
+        print(f"sandbox: webhook {webhook['uuid']} -> {webhook['url']}", flush=True)
+        if not args.webhook_secret:  # never printed: secrets stay out of terminals and logs
+            print("sandbox: its generated secret is the hmac of GET /v1/webhooks", flush=True)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stopping.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    sandbox.stop()
+    return 0

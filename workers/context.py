@@ -1,0 +1,52 @@
+"""What a worker process builds once and every job reuses: settings, Redis, Daily's client.
+
+Workers are ``SimpleWorker``s (no fork per job), so the pooled ``requests.Session`` and Redis
+connections really are reused from job to job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import redis
+
+from telephony.calls import Calls
+from telephony.config import Settings
+from telephony.daily import DailyClient
+from telephony.limiter import LiveCalls, SlidingWindowLimiter
+from telephony.store import CallStore
+
+
+@dataclass
+class Context:
+    settings: Settings
+    redis: Any
+    store: CallStore
+    calls: Calls
+    daily: DailyClient
+    pacing: SlidingWindowLimiter
+    live: LiveCalls
+
+    @classmethod
+    def build(cls, settings: Settings) -> Context:
+        if not settings.redis_url:
+            raise RuntimeError("REDIS_URL is not set")
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        store = CallStore(client, settings)
+        return cls(
+            settings=settings,
+            redis=client,
+            store=store,
+            calls=Calls(client, settings, store),
+            daily=DailyClient.from_settings(settings),
+            pacing=SlidingWindowLimiter(client, store.keys.dialout_limit, settings.dialout_limit),
+            live=LiveCalls(client, store.keys.live, settings.max_live_calls),
+        )
+
+
+@cache
+def context() -> Context:
+    """The process's context, from its environment (see the README's configuration table)."""
+    return Context.build(Settings.from_env())

@@ -1,0 +1,86 @@
+"""``telephony worker -n N``: a supervised pool of RQ workers, with RQ's scheduler.
+
+Each child runs one ``SimpleWorker`` (jobs run in the worker process itself, so the pooled
+Daily and Redis connections are reused across jobs). A child that dies — killed, OOM — is
+replaced; SIGINT/SIGTERM stop every child (each finishes its current job) and then the pool.
+Every worker runs with the scheduler; RQ elects one of them to move due scheduled jobs
+(retries, pacing waits, watchdogs) onto the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+import uuid
+from types import FrameType
+from typing import Any
+
+import redis
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
+
+from telephony.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings, name: str, burst: bool = False, level: str = "WARNING") -> None:
+    """One worker, in the current process, until stopped (or idle, with ``burst``)."""
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set")
+    client = redis.Redis.from_url(settings.redis_url)
+    queue = Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
+    worker = SimpleWorker([queue], connection=client, name=name, serializer=JSONSerializer)
+    worker.work(burst=burst, with_scheduler=True, logging_level=level)
+
+
+def _child(settings: Settings, name: str, level: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides; RQ handles SIGTERM
+    run_worker(settings, name, level=level)
+
+
+class Pool:
+    def __init__(self, settings: Settings, size: int, level: str = "WARNING") -> None:
+        self.settings = settings
+        self.size = size
+        self.level = level
+        self.children: dict[str, Any] = {}  # name -> a forked multiprocessing Process
+        self.stopping = False
+        self._context = mp.get_context("fork")
+
+    def _spawn(self) -> None:
+        name = f"telephony-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        process = self._context.Process(
+            target=_child, args=(self.settings, name, self.level), name=name, daemon=False
+        )
+        process.start()
+        self.children[name] = process
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGTERM, self._stop)
+        for _ in range(self.size):
+            self._spawn()
+        while not self.stopping:
+            for name, process in list(self.children.items()):
+                if not process.is_alive():
+                    log.warning("worker %s exited (%s); starting another", name, process.exitcode)
+                    del self.children[name]
+                    self._spawn()
+            time.sleep(0.2)
+        for process in self.children.values():
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)  # warm shutdown: finish the current job
+        deadline = time.monotonic() + 30
+        for process in self.children.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        return 0
