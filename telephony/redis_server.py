@@ -107,3 +107,27 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m telephony.redis_server``: the embedded Redis in the foreground (Procfile)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the embedded redis-server (AOF on).")
+    parser.add_argument("--port", type=int, default=6379)
+    parser.add_argument("--dir", default=".telephony-data")
+    args = parser.parse_args(argv)
+    server = RedisServer(args.dir, port=args.port, appendonly=True).start()
+    print(f"redis: {server.url} (data in {args.dir})", flush=True)
+    stop = signal.Signals.SIGTERM
+    signal.signal(stop, lambda *_: server.stop())
+    try:
+        assert server.process is not None
+        server.process.wait()
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
