@@ -155,9 +155,19 @@ class Calls:
                 raise CallConflict("a request with this Idempotency-Key is still in progress")
             time.sleep(0.01)
 
-    def enqueue_start(self, call_id: str, attempt: int, delay: float = 0.0) -> None:
-        """Queue (or schedule) the start; the watchdog covers a start job that gets lost."""
-        start_id = job_id(self.settings, "start", call_id, attempt)
+    def enqueue_start(
+        self, call_id: str, attempt: int, delay: float = 0.0, wait: int | None = None
+    ) -> None:
+        """Queue (or schedule) the start; the watchdog covers a start job that gets lost.
+
+        The id is the call's and the attempt's, so enqueueing the same attempt twice is
+        harmless; a start waiting for its turn (``wait`` = how many times it waited) gets its
+        own id, since a job must not re-enqueue itself under the id it is running as. The id
+        of the latest start job is kept on the call (``startJob``) for the watchdog.
+        """
+        parts: tuple[object, ...] = (attempt,) if wait is None else (attempt, f"w{wait}")
+        start_id = job_id(self.settings, "start", call_id, *parts)
+        self.redis.hset(self.store.keys.call(call_id), "startJob", start_id)
         if delay > 0:
             self.queue.enqueue_in(
                 _seconds(delay), START_JOB, call_id, attempt, job_id=start_id, result_ttl=600

@@ -203,7 +203,7 @@ class CallStore:
 _JSON_FIELDS = frozenset({"metadata", "options"})
 _INT_FIELDS = frozenset({"attempts", "ringTimeoutSec", "maxDurationSec", "stopRequested"})
 #: Bookkeeping of the workers, not part of the call as users see it.
-_HIDDEN_FIELDS = frozenset({"watchDue", "dialingSince"})
+_HIDDEN_FIELDS = frozenset({"watchDue", "dialingSince", "startJob", "waits"})
 #: The contract's fields, always present (null when unknown).
 _CALL_FIELDS = (
     "id", "kind", "room", "destination", "state", "sessionId", "attempts", "error", "reason",

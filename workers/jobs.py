@@ -125,7 +125,8 @@ def _wait(ctx: Context, call_id: str, attempt: int, wait: float, why: str) -> st
             "waitingFor": why,
         },
     )
-    ctx.calls.enqueue_start(call_id, attempt, delay=delay)
+    waits = int(ctx.store.redis.hincrby(ctx.store.keys.call(call_id), "waits", 1))
+    ctx.calls.enqueue_start(call_id, attempt, delay=delay, wait=waits)
     return f"waiting: {why}"
 
 
@@ -248,8 +249,10 @@ def watchdog(call_id: str, due_ms: int) -> str:
 
 
 def _start_pending(ctx: Context, call: dict[str, Any]) -> bool:
-    """Whether a start job for the call's next attempt is queued, scheduled or running."""
-    name = job_id(ctx.settings, "start", call["id"], call["attempts"] + 1)
+    """Whether the call's latest start job is queued, scheduled or (recently) running."""
+    name = call.get("startJob")
+    if not name:
+        return False
     try:
         job = Job.fetch(name, connection=ctx.redis, serializer=ctx.calls.queue.serializer)
     except NoSuchJobError:
