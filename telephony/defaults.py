@@ -110,11 +110,23 @@ FEED_MAXLEN = 1_000_000
 #: Seconds an ``Idempotency-Key`` is remembered (24 h, as payment APIs do).
 IDEMPOTENCY_TTL = 86_400
 
+#: Longest ``Idempotency-Key`` (printable ASCII, no spaces): 255 as Stripe allows, room for a
+#: UUID or a hash with a namespace, while keeping the Redis key bounded.
+IDEMPOTENCY_KEY_MAX = 255
+
 # --- HTTP API ---------------------------------------------------------------------------------
 
 #: Default and maximum page sizes for listings and the feed.
 PAGE_DEFAULT = 50
 PAGE_MAX = 500
+
+#: Seconds a pub/sub subscription waits for a message before it looks whether it was closed
+#: (or Ctrl-C was pressed): short enough to stop promptly, long enough to cost nothing.
+SUBSCRIBE_POLL = 0.5
+
+#: Seconds to wait for Redis to confirm a SUBSCRIBE: one round trip (well under 1 ms on a
+#: healthy server); waiting for it is what makes "subscribe, then read the feed" gap-free.
+SUBSCRIBE_CONFIRM_TIMEOUT = 5.0
 
 # --- Workers ----------------------------------------------------------------------------------
 
@@ -138,6 +150,15 @@ MAX_LIVE_CALLS = 0
 #: Seconds a start waiting for a live-call slot sleeps (as a scheduled job) before it looks
 #: again: calls last minutes, so checking every few seconds costs nothing and loses little.
 LIVE_CALLS_RECHECK = 2.0
+
+#: Seconds between the watchdog's looks at a ringing call that has a ``maxDurationSec``: its
+#: answer arrives as a webhook in the web process, which schedules nothing, so the watchdog
+#: looks for it. One second matches the precision of Daily's (whole-second) answer time.
+ANSWER_RECHECK = 1.0
+
+#: Seconds the pool gives what a dead worker left behind (RQ's scheduler process) to stop
+#: after SIGTERM: its loop looks every second, then releases the scheduler lock and exits.
+WORKER_LEFTOVER_GRACE = 3.0
 
 # --- Sandbox (the Daily stand-in) --------------------------------------------------------------
 

@@ -238,9 +238,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         out.write("starting embedded Redis, sandbox, web server and workers...\n")
         stack.start()
-        out.write(f"web: {stack.api}   sandbox (Daily): {stack.sandbox.url if stack.sandbox else ''}\n")
+        out.write(
+            f"web: {stack.api}   sandbox (Daily): {stack.sandbox.url if stack.sandbox else ''}\n"
+        )
         assert stack.redis_server is not None
-        client = redis.Redis.from_url(stack.redis_server.url)
+        client: Any = redis.Redis.from_url(stack.redis_server.url)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe("telephony:events")
         campaign = Campaign(stack, args.calls)

@@ -18,7 +18,7 @@ from telephony.web.context import Services
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    app = Flask("telephony")
+    app = Flask("telephony", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = defaults.API_MAX_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["telephony"] = Services.build(settings)

@@ -9,6 +9,7 @@ from typing import Any
 import redis
 from flask import current_app
 
+from telephony.calls import Calls
 from telephony.config import Settings
 from telephony.inbound import Receiver
 from telephony.keys import Keys
@@ -21,6 +22,7 @@ class Services:
     redis: Any  # redis.Redis; its typed results are unions of every RESP shape
     store: CallStore
     receiver: Receiver
+    calls: Calls
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -30,7 +32,9 @@ class Services:
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
         store = CallStore(client, settings)
-        return cls(settings, client, store, Receiver(store, settings))
+        return cls(
+            settings, client, store, Receiver(store, settings), Calls(client, settings, store)
+        )
 
     @property
     def keys(self) -> Keys:
