@@ -118,8 +118,14 @@ class CallStore:
             seq=int(seq),
         )
 
-    def get(self, call_id: str, history: bool = True) -> dict[str, Any] | None:
-        """The call in the contract's shape, with its history; one round trip."""
+    def get(
+        self, call_id: str, history: bool = True, internal: bool = False
+    ) -> dict[str, Any] | None:
+        """The call in the contract's shape, with its history; one round trip.
+
+        ``internal`` keeps the workers' bookkeeping fields (timers, the latest start job),
+        which the jobs need and users never see.
+        """
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.call(call_id))
         if history:
@@ -127,7 +133,7 @@ class CallStore:
         results = pipe.execute()
         if not results[0]:
             return None
-        call = to_call(results[0])
+        call = to_call(results[0], internal=internal)
         if history:
             call["history"] = [json.loads(entry) for entry in results[1]]
         return call
@@ -211,14 +217,14 @@ _CALL_FIELDS = (
 )  # fmt: skip
 
 
-def to_call(record: dict[bytes, bytes]) -> dict[str, Any]:
-    """A Redis hash → the contract's call object."""
+def to_call(record: dict[bytes, bytes], internal: bool = False) -> dict[str, Any]:
+    """A Redis hash → the contract's call object (plus the hidden fields if ``internal``)."""
     call: dict[str, Any] = dict.fromkeys(_CALL_FIELDS)
     call["attempts"] = 0
     call["metadata"] = {}
     for raw_name, raw_value in record.items():
         name, value = raw_name.decode(), raw_value.decode()
-        if name in _HIDDEN_FIELDS:
+        if name in _HIDDEN_FIELDS and not internal:
             continue
         if name in _JSON_FIELDS:
             call[name] = json.loads(value)

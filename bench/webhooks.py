@@ -1,0 +1,460 @@
+"""Webhook ingest benchmark: one command, one server configuration, the numbers in README.md.
+
+    python bench/webhooks.py            # about a minute; --help for the knobs
+
+Prints (a) ``POST /webhooks/daily`` throughput against a bare Flask endpoint returning "ok"
+served the same way, under granian (WSGI) and gunicorn (sync workers) with the same worker
+count; (b) Redis round trips per applied webhook, from Redis' own ``INFO commandstats``;
+(c) webhook → pub/sub subscriber latency at a fixed rate. Every request is a distinct, validly
+signed Daily event for a call that exists (dial-out lifecycles: connected, answered, warnings,
+stopped). It starts its own Redis and servers on free loopback ports and stops them by pid.
+
+Load: ``wrk`` when installed (a Lua script cycles through pre-generated bodies), else a
+multi-process Python client with keep-alive connections; the output says which one ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import http.client
+import importlib.util
+import json
+import multiprocessing
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+from flask import Flask, request
+
+from telephony import signature
+from telephony.config import Settings
+from telephony.redis_server import RedisServer, free_port
+from telephony.store import CallStore, Change
+
+HERE = Path(__file__).resolve().parent
+PATH = "/webhooks/daily"
+TIMESTAMP = "1728023426"
+PREFIX = "bench"
+#: One dial-out's webhooks once Daily accepted the start, in their usual order.
+LIFECYCLE = ("dialout.connected", "dialout.answered", *["dialout.warning"] * 5, "dialout.stopped")
+#: Commands ``apply.lua`` issues itself: commandstats counts them too, but they are not trips.
+SCRIPT_COMMANDS = frozenset(
+    name.lower()
+    for name in re.findall(
+        r"redis\.call\('(\w+)'", resources.files("telephony").joinpath("apply.lua").read_text()
+    )
+)
+#: What redis-py sends when it opens a connection (per connection, not per webhook).
+CONNECTION_SETUP = ("hello", "client", "ping")
+SPAWN = multiprocessing.get_context("spawn")
+Body = tuple[str, bytes]  # (signature, raw body)
+
+
+def bare_app() -> Flask:
+    """The baseline: the same route in Flask, reading the body (as any receiver must; an unread
+    body also makes granian drop the keep-alive connection) and answering "ok"."""
+    app = Flask("bare")
+
+    @app.post(PATH)
+    def daily() -> str:
+        request.get_data()
+        return "ok"
+
+    return app
+
+
+# --- Servers -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    workers: int
+    threads: int  # granian's blocking threads per worker; gunicorn's sync workers have one
+
+
+def server_command(kind: str, app: str, port: int, config: Config) -> list[str]:
+    target = {"ours": "telephony.web:create_app", "bare": "webhooks:bare_app"}[app]
+    if kind == "granian":
+        return [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", str(config.workers),
+                "--blocking-threads", str(config.threads), "--backlog", "2048",
+                "--no-access-log", "--log-level", "error", target]  # fmt: skip
+    return [sys.executable, "-m", "gunicorn", "--worker-class", "sync",
+            "--workers", str(config.workers), "--bind", f"127.0.0.1:{port}",
+            "--backlog", "2048", "--log-level", "error", f"{target}()"]  # fmt: skip
+
+
+@contextlib.contextmanager
+def serve(kind: str, app: str, env: dict[str, str], config: Config) -> Iterator[str]:
+    """One server process (its workers are its children); yields its URL, stops it by pid."""
+    port = free_port()
+    command = server_command(kind, app, port, config)
+    process = subprocess.Popen(
+        command, env=env, cwd=HERE, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{kind} ({app}) did not start: {' '.join(command)}")
+            with contextlib.suppress(requests.ConnectionError):
+                requests.get(f"{url}/healthz", timeout=1)
+                break
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        # Its own process group (start_new_session): no worker outlives the run.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+# --- Events --------------------------------------------------------------------------------------
+
+
+class Events:
+    """Signed webhooks for calls created beforehand, handed out once each, in lifecycles."""
+
+    def __init__(self, store: CallStore, key: bytes) -> None:
+        self.store = store
+        self.key = key
+        self.calls = 0
+
+    def take(self, calls: int) -> list[Body]:
+        bodies: list[Body] = []
+        for n in range(self.calls, self.calls + calls):
+            bodies += self._lifecycle(f"call-{n}", f"session-{n}", n)
+        self.calls += calls
+        return bodies
+
+    def _lifecycle(self, call_id: str, session_id: str, n: int) -> list[Body]:
+        """The call as the worker leaves it (ringing, session known), and Daily's webhooks."""
+        create = {"kind": "dialout", "room": "bench", "destination": "+15550100000"}
+        for change in (
+            Change("queue", "call.queued", "api", call_id, create=create, mode="new"),
+            Change("dial", "call.dialing", "worker", call_id),
+            Change("accept", "call.started", "worker", call_id, session_id=session_id),
+        ):
+            self.store.apply(change)
+        bodies = []
+        for step, kind in enumerate(LIFECYCLE):
+            payload = {"domain_id": "bench", "room": "bench", "timestamp": TIMESTAMP,
+                       "session_id": session_id, "user_id": call_id, "caller_id": "bench",
+                       "destination": "+15550100000", "step": step}  # fmt: skip
+            envelope = {"version": "1.0.0", "type": kind, "id": f"evt-{n}-{step}",
+                        "payload": payload, "event_ts": float(TIMESTAMP)}  # fmt: skip
+            body = json.dumps(envelope).encode()
+            bodies.append((signature.sign(self.key, TIMESTAMP, body), body))
+        return bodies
+
+
+def split(bodies: list[Body], parts: int) -> list[list[Body]]:
+    """Whole lifecycles per part, so each client sends a call's events in order."""
+    size = len(LIFECYCLE)
+    lifecycles = [bodies[i : i + size] for i in range(0, len(bodies), size)]
+    return [[body for lc in lifecycles[p::parts] for body in lc] for p in range(parts)]
+
+
+def headers(sig: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", "X-Webhook-Timestamp": TIMESTAMP,
+            "X-Webhook-Signature": sig}  # fmt: skip
+
+
+# --- Load generators ----------------------------------------------------------------------------
+
+WRK_SCRIPT = r"""
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  sigs, bodies, index = {}, {}, 0
+  for line in io.lines(args[1] .. "." .. id) do
+    local sig, body = line:match("^([^\t]*)\t(.*)$")
+    sigs[#sigs + 1], bodies[#bodies + 1] = sig, body
+  end
+end
+function request()
+  index = index % #bodies + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json",
+    ["X-Webhook-Timestamp"] = "1728023426", ["X-Webhook-Signature"] = sigs[index]},
+    bodies[index])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "duration_us": %d, "failed": %d}\n',
+    summary.requests, summary.duration, e.status + e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    requests: int
+    seconds: float
+    failed: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def wrk_load(
+    url: str, parts: list[list[Body]], seconds: int, connections: int, work: Path
+) -> Result:
+    for n, part in enumerate(parts):
+        with open(work / f"bodies.{n}", "wb") as out:
+            out.writelines(sig.encode() + b"\t" + body + b"\n" for sig, body in part)
+    (work / "bench.lua").write_text(WRK_SCRIPT)
+    args = ["wrk", f"-t{len(parts)}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+            "-s", str(work / "bench.lua"), url + PATH, "--", str(work / "bodies")]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 30)
+    lines = [line for line in done.stdout.splitlines() if line.startswith('{"requests"')]
+    if not lines:
+        raise RuntimeError(f"wrk failed:\n{done.stdout}\n{done.stderr}")
+    found = json.loads(lines[-1])
+    return Result(found["requests"], found["duration_us"] / 1e6, found["failed"])
+
+
+def _connection(url: str) -> http.client.HTTPConnection:
+    host, port = url.removeprefix("http://").split(":")
+    return http.client.HTTPConnection(host, int(port), timeout=10)
+
+
+def _post(connection: http.client.HTTPConnection, body: Body) -> int:
+    connection.request("POST", PATH, body=body[1], headers=headers(body[0]))
+    response = connection.getresponse()
+    response.read()
+    if response.getheader("Connection", "").lower() == "close":  # gunicorn's sync workers
+        connection.close()
+    return response.status
+
+
+def _python_client(url: str, bodies: list[Body], seconds: float, start: Any, out: Any) -> None:
+    connection = _connection(url)
+    done = failed = 0
+    start.wait(60)
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        try:
+            failed += _post(connection, bodies[done % len(bodies)]) != 200
+        except (OSError, http.client.HTTPException):
+            failed += 1
+            connection.close()
+        done += 1
+    out.put((done, failed))
+
+
+def python_load(url: str, parts: list[list[Body]], seconds: int) -> Result:
+    start, out = SPAWN.Barrier(len(parts)), SPAWN.Queue()
+    processes = [
+        SPAWN.Process(target=_python_client, args=(url, part, seconds, start, out))
+        for part in parts
+    ]
+    for process in processes:
+        process.start()
+    totals = [out.get(timeout=seconds + 90) for _ in processes]
+    for process in processes:
+        process.join(timeout=10)
+    return Result(sum(t[0] for t in totals), seconds, sum(t[1] for t in totals))
+
+
+# --- Latency -----------------------------------------------------------------------------------
+
+
+def _key(call_id: str, event: str, step: object) -> str:
+    return f"{call_id}/{event}/{step}"
+
+
+def _subscriber(redis_url: str, count: int, ready: Any, out: Any) -> None:
+    """Another process, as a real subscriber would be: arrival times by event."""
+    client: Any = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"{PREFIX}:events")
+    while pubsub.get_message(timeout=0.1) is None and not pubsub.subscribed:
+        pass
+    ready.set()
+    arrived: dict[str, int] = {}
+    deadline = time.monotonic() + 120
+    while len(arrived) < count and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=1)
+        if message and message["type"] == "message":
+            at = time.monotonic_ns()  # CLOCK_MONOTONIC: one clock for every process
+            data = json.loads(message["data"])
+            arrived.setdefault(_key(data["callId"], data["event"], data["data"]["step"]), at)
+    out.put(arrived)
+
+
+def latency(url: str, redis_url: str, bodies: list[Body], rate: float) -> tuple[list[float], int]:
+    """Open loop: event ``i`` is due at ``t0 + i/rate`` and its latency runs from that moment
+    (a sender that falls behind counts against us) to its arrival at the subscriber."""
+    ready, out = SPAWN.Event(), SPAWN.Queue()
+    listener = SPAWN.Process(target=_subscriber, args=(redis_url, len(bodies), ready, out))
+    listener.start()
+    if not ready.wait(30):
+        raise RuntimeError("subscriber did not start")
+    connection = _connection(url)
+    due: dict[str, int] = {}
+    t0 = time.monotonic_ns() + 20_000_000
+    for i, body in enumerate(bodies):
+        at = t0 + int(i * 1e9 / rate)
+        while (wait := at - time.monotonic_ns()) > 0:
+            time.sleep(wait / 1e9 if wait > 300_000 else 0)
+        envelope = json.loads(body[1])
+        due[_key(envelope["payload"]["user_id"], envelope["type"], envelope["payload"]["step"])] = (
+            at
+        )
+        _post(connection, body)
+    arrived: dict[str, int] = out.get(timeout=130)
+    listener.join(timeout=10)
+    delays = sorted((arrived[key] - at) / 1e6 for key, at in due.items() if key in arrived)
+    return delays, len(due) - len(delays)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# --- Redis' own counters -------------------------------------------------------------------------
+
+
+def commandstats(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()}
+
+
+def outcomes(client: Any) -> dict[str, int]:
+    counts = client.hgetall(f"{PREFIX}:metrics")
+    return {k.decode().removeprefix("events_"): int(v) for k, v in counts.items()
+            if k.startswith(b"events_")}  # fmt: skip
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
+# --- The run -------------------------------------------------------------------------------------
+
+
+def version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=5, help="per throughput run")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--threads", type=int, default=2, help="granian threads per worker")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--clients", type=int, default=2, help="wrk threads / client processes")
+    parser.add_argument("--calls", type=int, default=2500, help="calls prepared per run")
+    parser.add_argument("--rate", type=float, default=500.0, help="latency run, events/s")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--servers", default="granian,gunicorn", help="comma-separated")
+    args = parser.parse_args(argv)
+    use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
+    servers = [s for s in args.servers.split(",") if importlib.util.find_spec(s) is not None]
+    config = Config(args.workers, args.threads)
+    key = secrets.token_bytes(32)
+    started = time.monotonic()
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        RedisServer(Path(tmp) / "redis") as server,
+    ):
+        client = redis.Redis.from_url(server.url)
+        events = Events(CallStore(client, Settings(redis_url=server.url, key_prefix=PREFIX)), key)
+        env = dict(os.environ, REDIS_URL=server.url, TELEPHONY_KEY_PREFIX=PREFIX,
+                   DAILY_WEBHOOK_SECRET=base64.b64encode(key).decode(),
+                   TELEPHONY_API_TOKEN="bench")  # fmt: skip
+
+        def run(kind: str, app: str, bodies: list[Body]) -> Result:
+            parts = split(bodies, args.clients)
+            with serve(kind, app, env, config) as url:
+                if use_wrk:
+                    return wrk_load(url, parts, args.seconds, args.connections, Path(tmp))
+                return python_load(url, parts, args.seconds)
+
+        rows, trips = [], []
+        for kind in servers:
+            bodies = events.take(args.calls)
+            bare = run(kind, "bare", bodies)
+            # Outcomes read before the "before" snapshot, so their HGETALL is not counted.
+            counted, commands = outcomes(client), commandstats(client)
+            ours = run(kind, "ours", bodies)
+            commands = delta(commandstats(client), commands)
+            counted = delta(outcomes(client), counted)
+            rows.append((kind, bare, ours, counted.get("duplicate", 0)))
+            trips.append((kind, sum(counted.values()), commands))
+
+        warmup = int(args.rate)  # one second at the same rate, not measured
+        count = warmup + int(args.rate * args.latency_seconds)
+        bodies = events.take(count // len(LIFECYCLE) + 1)[:count]
+        with serve(servers[0], "ours", env, config) as url:
+            latency(url, server.url, bodies[:warmup], args.rate)
+            delays, lost = latency(url, server.url, bodies[warmup:], args.rate)
+        redis_version = client.info("server")["redis_version"]
+
+    load = (f"wrk ({args.clients} threads, {args.connections} connections)" if use_wrk
+            else f"python http.client ({args.clients} processes, one keep-alive connection "
+                 "each)")  # fmt: skip
+    print(
+        f"host: {os.cpu_count()} CPUs, Python {platform.python_version()}, redis-server "
+        f"{redis_version}, granian {version('granian')}, gunicorn {version('gunicorn')}"
+    )
+    print(
+        f"load: {load}, {args.seconds} s per run; every server: {args.workers} workers "
+        f"(granian: {args.threads} blocking threads each; gunicorn: sync)"
+    )
+    print()
+    print(f"{'server':<10} {'bare req/s':>11} {'ours req/s':>11} {'ours/bare':>10}  failed")
+    for kind, bare, ours, duplicates in rows:
+        note = f"  ({duplicates} duplicates: raise --calls)" if duplicates else ""
+        print(f"{kind:<10} {bare.rate:>11.0f} {ours.rate:>11.0f} {ours.rate / bare.rate:>9.2f}x"
+              f"  {bare.failed}/{ours.failed}{note}")  # fmt: skip
+    print()
+    for kind, webhooks, commands in trips:
+        evalsha = commands.pop("evalsha", 0)
+        others = {n: c for n, c in commands.items() if n not in SCRIPT_COMMANDS | {"info"}}
+        setup = {n: others.pop(n) for n in CONNECTION_SETUP if n in others}
+        print(
+            f"redis round trips per webhook ({kind}, {webhooks} webhooks, INFO commandstats): "
+            f"{(evalsha + sum(others.values())) / webhooks:.4f} = EVALSHA "
+            f"{evalsha / webhooks:.4f} + other {others or 0}; once per connection: {setup}"
+        )
+    print()
+    p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
+    print(f"webhook -> subscriber latency at {args.rate:g}/s for {args.latency_seconds:g} s "
+          f"({servers[0]}, after 1 s warm-up): p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+          f"max {delays[-1]:.2f} ms, lost {lost}")  # fmt: skip
+    print(f"total {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
