@@ -9,7 +9,7 @@ cannot fit six of our starts into one of Daily's windows.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
@@ -54,14 +54,17 @@ class SlidingWindowLimiter:
         return 0.0 if int(granted) else max(float(wait), 0.001)
 
 
-#: KEYS[1] live set; ARGV: cap, call id. 1 if the call holds (or now took) a live slot.
+#: KEYS[1] live set; ARGV: cap, call id. 1: took a slot now, 2: the call held one, 0: full.
 _TAKE_LIVE = """
-if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 1 end
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 2 end
 if tonumber(ARGV[1]) > 0 and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 local now = redis.call('TIME')
 redis.call('ZADD', KEYS[1], now[1], ARGV[2])
 return 1
 """
+
+
+_TAKEN: dict[int, Literal["taken", "held", ""]] = {0: "", 1: "taken", 2: "held"}
 
 
 class LiveCalls:
@@ -77,8 +80,10 @@ class LiveCalls:
         self.cap = cap
         self._take: Any = client.register_script(_TAKE_LIVE)
 
-    def take(self, call_id: str) -> bool:
-        return bool(self._take(keys=[self.key], args=[self.cap, call_id]))
+    def take(self, call_id: str) -> Literal["taken", "held", ""]:
+        """``taken`` now, already ``held`` by the call (another run of its start job took it:
+        not this run's to give back), or ``""`` when the cap is reached."""
+        return _TAKEN[int(self._take(keys=[self.key], args=[self.cap, call_id]))]
 
     def give_back(self, call_id: str) -> None:
         self.client.zrem(self.key, call_id)

@@ -10,11 +10,18 @@ suite at a shared Redis never flushes anyone else's data.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,3 +187,285 @@ def call_store(settings: Settings, redis_client: redis.Redis) -> Any:
     from telephony.store import CallStore
 
     return CallStore(redis_client, settings)
+
+
+# --- Real worker processes, and the whole service end to end (test_jobs, test_pool) ------------
+
+REPO = Path(__file__).resolve().parent.parent
+#: One RQ worker (with the scheduler) in a fresh interpreter, configured by its environment.
+WORKER_CODE = (
+    "import sys; from telephony.config import Settings; from workers.pool import run_worker; "
+    "run_worker(Settings.from_env(), sys.argv[1])"
+)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.02) -> Any:
+    """Poll until ``predicate()`` is truthy and return it; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(poll)
+
+
+class Processes:
+    """Child processes, each the leader of its own session: killing a child's group also ends
+    what it forked (RQ's scheduler), so :meth:`close` leaves no orphans, even after a SIGKILL."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self._count = 0
+
+    def spawn(self, args: list[str], name: str, env: dict[str, str] | None = None) -> str:
+        self._count += 1
+        name = f"{name}-{self._count}"
+        with open(self.log_dir / f"{name}.log", "wb") as log:
+            self.running[name] = subprocess.Popen(
+                [sys.executable, *args],
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO), **self.env, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return name
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process alone (not its group): a crash, leaving its children behind."""
+        process = self.running[name]
+        process.kill()
+        process.wait(5)
+
+    def stop(self, *names: str, grace: float = 5.0) -> None:
+        """SIGTERM (a warm shutdown, all at once), then SIGKILL whatever is left of each group."""
+        processes = [self.running.pop(name) for name in names]
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        deadline = time.monotonic() + grace
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.0, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+    def close(self) -> None:
+        """SIGKILL every child's whole group: no warm shutdown needed when the test is over."""
+        for process in self.running.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        for process in self.running.values():
+            process.wait(5)
+        self.running.clear()
+
+    def logs(self, lines: int = 30) -> str:
+        """The last lines of every child's output, for assertion messages."""
+        parts = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            if tail:
+                parts.append(f"--- {path.name}\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+
+class Stack:
+    """The service end to end: the sandbox (webhooks to the service's web app on a free port,
+    signed), real Redis, and ``workers`` real RQ worker processes, all configured by one
+    environment. Each stack has its own key prefix and queue; leaving it removes its keys.
+
+    ``env`` overrides the worker settings (``TELEPHONY_*`` names); the sandbox's own start limit
+    is ``sandbox_limit`` and its delays are multiplied by ``time_scale``.
+    """
+
+    DEFAULT_ENV = {
+        "TELEPHONY_DIALOUT_LIMIT": "1000/1s",
+        "TELEPHONY_RETRY_BASE": "0.2",
+        "TELEPHONY_RETRY_CAP": "0.5",
+        "TELEPHONY_RETRY_MAX_ATTEMPTS": "3",
+        "TELEPHONY_AMBIGUOUS_GRACE": "0.5",
+        "TELEPHONY_DAILY_READ_TIMEOUT": "1.0",
+    }
+
+    def __init__(
+        self,
+        redis_url: str,
+        log_dir: Path,
+        *,
+        workers: int = 2,
+        time_scale: float = 0.25,
+        sandbox_limit: str = "1000/1s",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.redis_url = redis_url
+        self.log_dir = log_dir
+        self.size = workers
+        self.time_scale = time_scale
+        self.sandbox_limit = RateLimit.parse(sandbox_limit)
+        self.prefix = f"e{uuid.uuid4().hex[:12]}"
+        self.overrides = {**self.DEFAULT_ENV, **(env or {})}
+        self._exit = contextlib.ExitStack()
+
+    def __enter__(self) -> Stack:
+        from telephony.calls import Calls
+        from telephony.sandbox.server import Sandbox
+        from telephony.serving import ServerThread
+        from telephony.store import CallStore
+        from telephony.web import create_app
+
+        try:
+            self.sandbox = self._exit.enter_context(
+                Sandbox(
+                    api_key=DAILY_API_KEY,
+                    time_scale=self.time_scale,
+                    rate_limit=self.sandbox_limit,
+                )
+            )
+            self.env = {
+                "REDIS_URL": self.redis_url,
+                "DAILY_API_URL": self.sandbox.url,
+                "DAILY_API_KEY": DAILY_API_KEY,
+                "DAILY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "TELEPHONY_API_TOKEN": API_TOKEN,
+                "TELEPHONY_KEY_PREFIX": self.prefix,
+                "TELEPHONY_QUEUE": f"{self.prefix}-q",
+                **self.overrides,
+            }
+            self.settings = Settings.from_env(self.env)
+            self.redis: Any = redis.Redis.from_url(self.redis_url)
+            self._exit.callback(self._clean_keys)
+            self.store = CallStore(self.redis, self.settings)
+            self.calls = Calls(self.redis, self.settings, self.store)
+            self.web = self._exit.enter_context(ServerThread(create_app(self.settings)))
+            self.sandbox.register_webhook(self.web.url + "/webhooks/daily", WEBHOOK_SECRET)
+            self.processes = Processes(self.env, self.log_dir)
+            self._exit.callback(self.processes.close)
+            self.workers: list[str] = []
+            self.ensure_workers(self.size)
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    def _clean_keys(self) -> None:
+        for pattern in (f"{self.prefix}*", f"rq:*{self.prefix}*"):
+            keys = list(self.redis.scan_iter(match=pattern, count=1000))
+            if keys:
+                self.redis.delete(*keys)
+        names = [n for n in self.redis.smembers("rq:workers") if self.prefix.encode() in n]
+        if names:
+            self.redis.srem("rq:workers", *names)
+        self.redis.close()
+
+    # --- workers ----------------------------------------------------------------------------
+
+    def spawn_worker(self, env: dict[str, str] | None = None) -> str:
+        """One more worker process; ``env`` overrides its environment (e.g. DAILY_API_URL)."""
+        name = self.processes.spawn(
+            ["-c", WORKER_CODE, f"{self.prefix}-w{len(self.processes.running)}"], "worker", env
+        )
+        # RQ names the worker from argv; the process name maps back through ``worker_name``.
+        self.workers.append(name)
+        return name
+
+    def ensure_workers(self, count: int) -> None:
+        while len(self.workers) < count:
+            self.spawn_worker()
+
+    def stop_workers(self) -> None:
+        """Warm-stop every worker, and wait: the next worker to start takes RQ's scheduler."""
+        self.processes.stop(*self.workers)
+        self.workers.clear()
+
+    def worker_running(self, job_id: str) -> str:
+        """The process name of the worker that is running job ``job_id``."""
+        from rq.job import Job
+
+        def started_by() -> str | None:
+            job = Job.fetch(job_id, connection=self.redis, serializer=self.calls.queue.serializer)
+            return job.worker_name or None
+
+        rq_name = wait_for(started_by, 5, f"a worker to take job {job_id}")
+        for name in self.workers:
+            args = self.processes.running[name].args
+            if isinstance(args, list) and args[-1] == rq_name:
+                return name
+        raise AssertionError(f"job {job_id} runs in no worker of this stack ({rq_name})")
+
+    # --- calls ------------------------------------------------------------------------------
+
+    def place(self, destination: str, room: str = "sales-1", **fields: Any) -> str:
+        """Queue a dial-out as the API would; the call id (also the dial-out's ``userId``)."""
+        from telephony.validation import call_request
+
+        key = "sipUri" if destination.startswith("sip") else "phoneNumber"
+        call, _ = self.calls.place(call_request({"room": room, key: destination, **fields}))
+        call_id: str = call["id"]
+        return call_id
+
+    def call(self, call_id: str) -> dict[str, Any]:
+        found = self.store.get(call_id)
+        assert found is not None, f"no call {call_id}"
+        return found
+
+    def wait(
+        self,
+        call_id: str,
+        state: str | Collection[str],
+        timeout: float = 15.0,
+        until: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
+        """The call once it is in ``state`` (and ``until(call)`` holds); on timeout, fail with
+        the call's history and the workers' output."""
+        wanted = {state} if isinstance(state, str) else set(state)
+        deadline = time.monotonic() + timeout
+        while True:
+            call = self.call(call_id)
+            if call["state"] in wanted and (until is None or until(call)):
+                return call
+            if time.monotonic() > deadline:
+                history = "\n".join(json.dumps(entry) for entry in call["history"])
+                raise AssertionError(
+                    f"call {call_id} is {call['state']}, not {sorted(wanted)} after {timeout}s"
+                    f"\n{history}\nsandbox starts: {self.starts(call_id)}\n{self.processes.logs()}"
+                )
+            time.sleep(0.02)
+
+    def starts(self, call_id: str) -> list[dict[str, Any]]:
+        """Every start attempt the sandbox saw for this call (its ``userId``), in order."""
+        return [s for s in self.sandbox.starts() if s["userId"] == call_id]
+
+    def session(self, call_id: str, state: str | None = None) -> dict[str, Any]:
+        """The one sandbox session placed for this call (once it is in ``state``: Daily ends
+        a session shortly after answering the stop request)."""
+
+        def found() -> dict[str, Any] | None:
+            sessions = [s for s in self.sandbox.sessions() if s["userId"] == call_id]
+            assert len(sessions) == 1, f"{len(sessions)} sandbox sessions for {call_id}"
+            return sessions[0] if state in (None, sessions[0]["state"]) else None
+
+        session: dict[str, Any] = wait_for(found, 5, f"the sandbox session to be {state}")
+        return session
+
+
+def events_of(call: dict[str, Any]) -> list[str]:
+    """The names of the call's history entries, in order."""
+    return [entry["event"] for entry in call["history"]]
+
+
+def moves_of(call: dict[str, Any]) -> list[str]:
+    """The states the call went through: the history's applied moves, without repeats."""
+    return [
+        entry["to"]
+        for entry in call["history"]
+        if not entry.get("ignored") and entry["to"] != entry["from"]
+    ]

@@ -37,6 +37,7 @@ from workers.context import Context, context
 from workers.retry import retry_delay
 
 _ALIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
+_UNANSWERED = frozenset({"dialing", "ringing", "connected"})
 
 
 def _note(ctx: Context, call_id: str, event: str, data: Any = None, **fields: Any) -> None:
@@ -60,17 +61,20 @@ def _error_data(exc: DailyError) -> dict[str, Any]:
 def start_dialout(call_id: str, attempt: int) -> str:
     """Start the call's dial-out once it gets a pacing slot (and a live-call slot)."""
     ctx = context()
-    call = ctx.store.get(call_id, history=False)
+    call = ctx.store.get(call_id, history=False, internal=True)
     if call is None or call["state"] != "queued" or call["attempts"] >= attempt:
         return "skipped"
-    if call.get("stopRequested"):
-        return "skipped"
+    if call.get("stopRequested"):  # asked while an earlier attempt was dialing: cancel it
+        ctx.calls.stop(call_id)
+        return "cancelled"
     schedule_watchdog(ctx, call_id, _stale_after(ctx))
-    if not ctx.live.take(call_id):
+    slot = ctx.live.take(call_id)
+    if not slot:
         return _wait(ctx, call_id, attempt, defaults.LIVE_CALLS_RECHECK, "live-call cap")
     wait = ctx.pacing.acquire()
     if wait > 0:
-        ctx.live.give_back(call_id)
+        if slot == "taken":  # a slot "held" belongs to another run of this start
+            ctx.live.give_back(call_id)
         return _wait(ctx, call_id, attempt, wait, "dial-out rate limit")
 
     dialing = ctx.store.apply(
@@ -82,8 +86,7 @@ def start_dialout(call_id: str, attempt: int) -> str:
             fields={"+attempts": 1, "dialingSince": time.time(), "nextAttemptAt": None},
         )
     )
-    if dialing.status != "applied":
-        ctx.live.give_back(call_id)
+    if dialing.status != "applied":  # another run dials (and holds the slot), or it ended
         return "skipped"
     body = dict(call["options"], userId=call_id)
     try:
@@ -105,10 +108,10 @@ def start_dialout(call_id: str, attempt: int) -> str:
             data={"sessionId": session_id},
         )
     )
-    now = ctx.store.get(call_id, history=False)
-    deadline = call_deadline(now)
-    if deadline is not None:
-        schedule_watchdog(ctx, call_id, 0.0, at=deadline)
+    now = ctx.store.get(call_id, history=False, internal=True)
+    look = next_look(now, time.time())
+    if look is not None:
+        schedule_watchdog(ctx, call_id, 0.0, at=look)
     if now is not None and now.get("stopRequested"):
         ctx.calls.stop(call_id)
     return accepted.status
@@ -197,6 +200,17 @@ def call_deadline(call: dict[str, Any] | None) -> float | None:
     return None
 
 
+def next_look(call: dict[str, Any] | None, now: float) -> float | None:
+    """When the watchdog must next look at a live call: its deadline, but no later than
+    :data:`~telephony.defaults.ANSWER_RECHECK` from now while a call with a maximum duration
+    is not answered yet (the answer, a webhook, schedules nothing)."""
+    deadline = call_deadline(call)
+    if call is not None and call.get("maxDurationSec") and call["state"] in _UNANSWERED:
+        soon = now + defaults.ANSWER_RECHECK
+        return soon if deadline is None else min(deadline, soon)
+    return deadline
+
+
 def schedule_watchdog(ctx: Context, call_id: str, delay: float, at: float | None = None) -> None:
     """(Re)schedule the call's one watchdog; an earlier scheduled run becomes a no-op."""
     due = at if at is not None else time.time() + delay
@@ -216,11 +230,14 @@ def schedule_watchdog(ctx: Context, call_id: str, delay: float, at: float | None
 def watchdog(call_id: str, due_ms: int) -> str:
     """Fire the call's timers and recover starts that were lost; reschedules itself first."""
     ctx = context()
-    call = ctx.store.get(call_id, history=False)
+    call = ctx.store.get(call_id, history=False, internal=True)
     if call is None or call["state"] in ("stopped", "error"):
         return "done"
     if str(call.get("watchDue")) != str(due_ms):
         return "superseded"
+    if call.get("stopRequested") and call.get("sessionId") and call["state"] != "queued":
+        ctx.calls.stop(call_id)  # asked before the session was known: hang up now
+        return "stopping"
     now = time.time()
     state = call["state"]
     deadline = call_deadline(call)
@@ -243,8 +260,9 @@ def watchdog(call_id: str, due_ms: int) -> str:
             schedule_watchdog(ctx, call_id, 0.0, at=silent_until)
             return "waiting"
         return _redial(ctx, call)
-    if deadline is not None:
-        schedule_watchdog(ctx, call_id, 0.0, at=deadline)
+    look = next_look(call, now)
+    if look is not None:
+        schedule_watchdog(ctx, call_id, 0.0, at=look)
     return "watching"
 
 
@@ -267,7 +285,6 @@ def _start_pending(ctx: Context, call: dict[str, Any]) -> bool:
 def _redial(ctx: Context, call: dict[str, Any]) -> str:
     """No answer to the start and no webhook for its ``user_id``: no call was placed."""
     call_id, attempt = call["id"], call["attempts"]
-    ctx.live.give_back(call_id)
     if attempt >= ctx.settings.retry_max_attempts:
         ctx.store.apply(
             Change(
@@ -291,7 +308,8 @@ def _redial(ctx: Context, call: dict[str, Any]) -> str:
             data={"grace": ctx.settings.ambiguous_grace},
         )
     )
-    if retried.status == "applied":
+    if retried.status == "applied":  # not adopted meanwhile by a late webhook
+        ctx.live.give_back(call_id)
         ctx.calls.enqueue_start(call_id, attempt + 1)
         return "redialed"
     return "skipped"
@@ -303,7 +321,7 @@ def _redial(ctx: Context, call: dict[str, Any]) -> str:
 def stop_call(call_id: str) -> str:
     """Hang up through Daily, then record why (our reason wins over the webhook's hang-up)."""
     ctx = context()
-    call = ctx.store.get(call_id, history=False)
+    call = ctx.store.get(call_id, history=False, internal=True)
     if call is None or call["state"] in ("stopped", "error"):
         return "done"
     reason = call.get("stopReason") or "stopped"
@@ -328,7 +346,7 @@ def stop_call(call_id: str) -> str:
 
 def send_dtmf(call_id: str, dtmf: dict[str, Any]) -> str:
     ctx = context()
-    call = ctx.store.get(call_id, history=False)
+    call = ctx.store.get(call_id, history=False, internal=True)
     if call is None or not call.get("sessionId"):
         return "no session"
     try:
@@ -352,7 +370,7 @@ def send_dtmf(call_id: str, dtmf: dict[str, Any]) -> str:
 
 def transfer_call(call_id: str, transfer: dict[str, Any]) -> str:
     ctx = context()
-    call = ctx.store.get(call_id, history=False)
+    call = ctx.store.get(call_id, history=False, internal=True)
     if call is None or not call.get("sessionId"):
         return "no session"
     room, session_id, target = call["room"], call["sessionId"], transfer["toEndPoint"]

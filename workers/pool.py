@@ -9,6 +9,7 @@ Every worker runs with the scheduler; RQ elects one of them to move due schedule
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -22,6 +23,7 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
+from telephony import defaults
 from telephony.config import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,27 @@ def run_worker(settings: Settings, name: str, burst: bool = False, level: str = 
 
 def _child(settings: Settings, name: str, level: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides; RQ handles SIGTERM
+    os.setpgid(0, 0)  # a group of its own: what it forks (RQ's scheduler) can be found later
     run_worker(settings, name, level=level)
+
+
+def _end_group(pgid: int, grace: float = defaults.WORKER_LEFTOVER_GRACE) -> None:
+    """End what a worker left behind: RQ's scheduler runs in a child of the worker and
+    outlives it when the worker is killed. SIGTERM lets the scheduler release its lock, so
+    the next worker to start takes the scheduler over; SIGKILL after ``grace``."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):  # ours to reap when the pool is PID 1
+            os.waitpid(-pgid, os.WNOHANG)
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 class Pool:
@@ -72,6 +94,7 @@ class Pool:
                 if not process.is_alive():
                     log.warning("worker %s exited (%s); starting another", name, process.exitcode)
                     del self.children[name]
+                    _end_group(process.pid)
                     self._spawn()
             time.sleep(0.2)
         for process in self.children.values():
@@ -83,4 +106,5 @@ class Pool:
             if process.is_alive():
                 process.kill()
                 process.join()
+            _end_group(process.pid)
         return 0

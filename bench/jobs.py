@@ -1,0 +1,326 @@
+"""Dial-out job benchmark: one command, the numbers in README.md ("Dial-out jobs").
+
+    python bench/jobs.py            # about 30 s; --help for the knobs
+
+Prints (a) worker throughput: ``start_dialout`` jobs against the sandbox versus a no-op RQ job
+(``os.getpid``) on the same workers (``SimpleWorker``, JSON serializer, the same number of
+processes), pacing lifted on both sides (ours 100000/1s, the sandbox's too), with the Redis
+commands each job costs (``INFO commandstats``, RQ's own included); (b) how fast calls are
+queued: ``TelephonyClient.dial`` from one thread, and ``POST /v1/calls`` served by granian
+(``telephony serve``) from one and from several client processes.
+
+Queues are filled while no worker runs; the workers are started afterwards and the rate is
+taken from the jobs' own start/end times over the middle 80 % of completions, so worker
+start-up and the stragglers at either end are not counted. It starts its own Redis, sandbox
+and servers on free loopback ports, and stops them all (by process group) when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from telephony import TelephonyClient
+from telephony.calls import job_id
+from telephony.config import RateLimit, Settings
+from telephony.redis_server import RedisServer, free_port
+from telephony.sandbox.server import Sandbox
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "bench-key"
+TOKEN = "bench-token"
+UNLIMITED = "100000/1s"
+DESTINATION = "+15550100000"  # the sandbox answers; its events come long after the run
+#: Multiplies the sandbox's call timelines: connected/answered 5 and 17 minutes after a start,
+#: so the sandbox spends the run answering starts, not emitting events nobody listens to.
+SANDBOX_TIME_SCALE = 1000.0
+WORKER_CODE = (
+    "import sys; from telephony.config import Settings; from workers.pool import run_worker; "
+    "run_worker(Settings.from_env(), sys.argv[1])"
+)
+SPAWN = multiprocessing.get_context("spawn")
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def processes(commands: list[list[str]], env: dict[str, str]) -> Iterator[list[Any]]:
+    """Child processes, each leading its own group; the groups are killed on the way out."""
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        for command in commands:
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, *command],
+                    cwd=REPO,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        yield started
+    finally:
+        for process in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in started:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            with contextlib.suppress(ProcessLookupError):  # what it forked (RQ's scheduler)
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)
+
+
+# --- worker throughput --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Throughput:
+    jobs: int
+    rate: float  # jobs/s over the middle 80 % of completions
+    commands: float  # Redis commands per job, RQ's own and those inside Lua scripts included
+    failed: int
+    #: CPU milliseconds per job: the worker processes, redis-server, this process (the
+    #: sandbox, in the dial-out run).
+    cpu: tuple[float, float, float]
+
+
+def run_jobs(
+    client: Any, queue: Queue, ids: list[str], env: dict[str, str], workers: int
+) -> Throughput:
+    """Start ``workers`` worker processes on a filled queue; measure until every job is done."""
+    before, cpu_before = commands(client), cpu(client)
+    names = [["-c", WORKER_CODE, f"bench-{os.getpid()}-{n}"] for n in range(workers)]
+    with processes(names, env):
+        wait_until(
+            lambda: queue.finished_job_registry.count + queue.failed_job_registry.count >= len(ids),
+            300,
+            f"{len(ids)} jobs",
+        )
+    spent = commands(client) - before
+    used = [1000 * (b - a) / len(ids) for a, b in zip(cpu_before, cpu(client), strict=True)]
+    jobs = [j for j in Job.fetch_many(ids, connection=client, serializer=JSONSerializer) if j]
+    ended = sorted(j.ended_at.timestamp() for j in jobs if j.ended_at is not None)
+    low, high = int(len(ended) * 0.1), int(len(ended) * 0.9) - 1
+    rate = (high - low) / (ended[high] - ended[low])
+    failed = queue.failed_job_registry.count
+    for registry in (queue.finished_job_registry, queue.failed_job_registry):
+        for name in registry.get_job_ids():
+            registry.remove(name, delete_job=True)
+    return Throughput(len(ids), rate, spent / len(ids), failed, (used[0], used[1], used[2]))
+
+
+def commands(client: Any) -> int:
+    stats = client.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
+def cpu(client: Any) -> tuple[float, float, float]:
+    """CPU seconds so far: finished child processes, redis-server, this process."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    info = client.info("cpu")
+    return (
+        children.ru_utime + children.ru_stime,
+        float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+        time.process_time(),
+    )
+
+
+# --- queueing calls -------------------------------------------------------------------------------
+
+
+def dial_many(client: TelephonyClient, count: int) -> tuple[list[str], float]:
+    """Queue ``count`` calls through the Python API; their ids and calls per second."""
+    started = time.perf_counter()
+    ids = [client.dial("bench", phone_number=DESTINATION).id for _ in range(count)]
+    return ids, count / (time.perf_counter() - started)
+
+
+def _http_client(url: str, seconds: float, start: Any, out: Any) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    body = json.dumps({"room": "bench", "phoneNumber": DESTINATION})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    done = failed = 0
+    start.wait(60)
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        try:
+            connection.request("POST", "/v1/calls", body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            failed += response.status != 202
+        except (OSError, http.client.HTTPException):
+            failed += 1
+            connection.close()
+        done += 1
+    out.put((done, failed))
+
+
+def post_calls(url: str, clients: int, seconds: float) -> tuple[float, int]:
+    """``POST /v1/calls`` from ``clients`` processes (keep-alive): calls/s and failures."""
+    start, out = SPAWN.Barrier(clients), SPAWN.Queue()
+    workers = [
+        SPAWN.Process(target=_http_client, args=(url, seconds, start, out)) for _ in range(clients)
+    ]
+    for worker in workers:
+        worker.start()
+    totals = [out.get(timeout=seconds + 90) for _ in workers]
+    for worker in workers:
+        worker.join(10)
+    return sum(t[0] for t in totals) / seconds, sum(t[1] for t in totals)
+
+
+@contextlib.contextmanager
+def served(env: dict[str, str], workers: int, threads: int) -> Iterator[str]:
+    """``telephony serve`` (granian) on a free port; yields its URL."""
+    port = free_port()
+    command = ["-m", "telephony", "serve", "--port", str(port), "--workers", str(workers),
+               "--threads", str(threads)]  # fmt: skip
+    with processes([command], env):
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            with contextlib.suppress(requests.ConnectionError):
+                return requests.get(f"{url}/healthz", timeout=1).ok
+            return False
+
+        wait_until(up, 30, "telephony serve")
+        yield url
+
+
+def version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs per throughput run")
+    parser.add_argument("--workers", type=int, default=2, help="RQ worker processes")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per HTTP enqueue run")
+    parser.add_argument("--clients", type=int, default=4, help="HTTP client processes")
+    parser.add_argument("--server-workers", type=int, default=2, help="granian workers")
+    parser.add_argument("--server-threads", type=int, default=8, help="granian threads each")
+    args = parser.parse_args(argv)
+    began = time.monotonic()
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp,
+        RedisServer(Path(tmp) / "redis") as server,
+        Sandbox(
+            api_key=API_KEY,
+            time_scale=SANDBOX_TIME_SCALE,
+            rate_limit=RateLimit.parse(UNLIMITED),
+        ) as sandbox,
+    ):
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "REDIS_URL": server.url,
+            "DAILY_API_URL": sandbox.url,
+            "DAILY_API_KEY": API_KEY,
+            "TELEPHONY_API_TOKEN": TOKEN,
+            "TELEPHONY_DIALOUT_LIMIT": UNLIMITED,
+            "TELEPHONY_KEY_PREFIX": "bench",
+            "TELEPHONY_QUEUE": "bench",
+        }
+        settings = Settings.from_env(env)
+        client: Any = redis.Redis.from_url(server.url)
+        queue = Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
+
+        noop_ids = [queue.enqueue("os.getpid", result_ttl=600).id for _ in range(args.jobs)]
+        noop = run_jobs(client, queue, noop_ids, env, args.workers)
+
+        with TelephonyClient(settings=settings) as api:
+            call_ids, dial_rate = dial_many(api, args.jobs)
+        start_ids = [job_id(settings, "start", call_id, 1) for call_id in call_ids]
+        dialout = run_jobs(client, queue, start_ids, env, args.workers)
+        placed = [s for s in sandbox.starts() if s["status"] == 200]
+        ringing = sum(
+            1 for call_id in call_ids if client.hget(f"bench:call:{call_id}", "state") == b"ringing"
+        )
+
+        with served(env, args.server_workers, args.server_threads) as url:
+            post_calls(url, 1, 0.5)  # warm-up: connections, imports, Lua script cache
+            single, single_failed = post_calls(url, 1, args.seconds)
+            many, many_failed = post_calls(url, args.clients, args.seconds)
+        redis_version = client.info("server")["redis_version"]
+
+    print(
+        f"host: {os.cpu_count()} CPUs, Python {platform.python_version()}, redis-server "
+        f"{redis_version}, rq {version('rq')}, granian {version('granian')}"
+    )
+    print(
+        f"workers: {args.workers} processes (SimpleWorker, JSON serializer), "
+        f"pacing lifted ({UNLIMITED} ours and the sandbox's)"
+    )
+    print()
+    print(
+        f"{'job':<24} {'jobs':>5} {'jobs/s':>7} {'redis cmds':>10} {'failed':>6}"
+        f"   CPU ms/job: {'workers':>7} {'redis':>6} {'sandbox':>7}"
+    )
+    for name, run in (("no-op (os.getpid)", noop), ("start_dialout (sandbox)", dialout)):
+        workers_ms, redis_ms, sandbox_ms = run.cpu
+        print(
+            f"{name:<24} {run.jobs:>5} {run.rate:>7.0f} {run.commands:>10.1f} {run.failed:>6}"
+            f"               {workers_ms:>7.2f} {redis_ms:>6.2f} {sandbox_ms:>7.2f}"
+        )
+    print(f"dial-out / no-op: {dialout.rate / noop.rate:.2f}x (goal >= 0.8x)")
+    print(f"dial-outs placed at the sandbox: {len(placed)}, calls now ringing: {ringing}")
+    print()
+    print("queueing calls (no worker running):")
+    print(f"  TelephonyClient.dial, 1 thread:              {dial_rate:>6.0f} calls/s")
+    print(
+        f"  POST /v1/calls, 1 client:                    {single:>6.0f} calls/s"
+        f"  ({single_failed} failed)"
+    )
+    print(
+        f"  POST /v1/calls, {args.clients} client processes:         {many:>6.0f} calls/s"
+        f"  ({many_failed} failed)"
+    )
+    print(
+        f"  (telephony serve: granian, {args.server_workers} workers x "
+        f"{args.server_threads} threads)"
+    )
+    print(f"total {time.monotonic() - began:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
