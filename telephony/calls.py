@@ -14,7 +14,9 @@ import uuid
 from typing import Any
 
 import redis
-from rq import Queue
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from telephony import defaults, machine
@@ -211,10 +213,33 @@ class Calls:
                 fields={"stopRequested": 1},
             )
         )
-        self.queue.enqueue(
-            STOP_JOB, call_id, job_id=job_id(self.settings, "stop", call_id), result_ttl=600
-        )
+        self._enqueue_command(STOP_JOB, "stop", call_id, once=True)
         return self._require(call_id)
+
+    def _enqueue_command(
+        self, func: str, kind: str, call_id: str, *args: Any, once: bool = False
+    ) -> None:
+        """Queue a command job; Daily's retryable errors are retried by RQ with backoff.
+
+        ``once``: one such job per call at a time (a second stop while the first is still
+        queued adds nothing); otherwise every request gets its own job.
+        """
+        parts: tuple[object, ...] = () if once else (uuid.uuid4().hex[:12],)
+        name = job_id(self.settings, kind, call_id, *parts)
+        if once:
+            try:
+                status = Job.fetch(
+                    name, connection=self.redis, serializer=JSONSerializer
+                ).get_status()
+            except NoSuchJobError:
+                status = None
+            if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+                return
+        retry = Retry(
+            max=len(defaults.COMMAND_RETRY_INTERVALS),
+            interval=list(defaults.COMMAND_RETRY_INTERVALS),
+        )
+        self.queue.enqueue(func, call_id, *args, job_id=name, result_ttl=600, retry=retry)
 
     def _live_command(self, call_id: str, trigger: str, what: str) -> dict[str, Any]:
         call = self._require(call_id)
@@ -226,24 +251,12 @@ class Calls:
 
     def send_dtmf(self, call_id: str, dtmf: dict[str, Any]) -> dict[str, Any]:
         call = self._live_command(call_id, "send_dtmf", "send DTMF to")
-        self.queue.enqueue(
-            DTMF_JOB,
-            call_id,
-            dtmf,
-            job_id=job_id(self.settings, "dtmf", call_id, uuid.uuid4().hex[:12]),
-            result_ttl=600,
-        )
+        self._enqueue_command(DTMF_JOB, "dtmf", call_id, dtmf)
         return call
 
     def transfer(self, call_id: str, transfer: dict[str, Any]) -> dict[str, Any]:
         call = self._live_command(call_id, "transfer", "transfer")
-        self.queue.enqueue(
-            TRANSFER_JOB,
-            call_id,
-            transfer,
-            job_id=job_id(self.settings, "transfer", call_id, uuid.uuid4().hex[:12]),
-            result_ttl=600,
-        )
+        self._enqueue_command(TRANSFER_JOB, "transfer", call_id, transfer)
         return call
 
 

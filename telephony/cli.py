@@ -393,7 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=2, help="server processes (default %(default)s)"
     )
     serve.add_argument(
-        "--threads", type=int, default=8, help="threads per process (default %(default)s)"
+        "--threads",
+        type=int,
+        default=2,
+        help="blocking threads per process (default %(default)s, best measured: bench/README.md)",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(handler=_serve)

@@ -185,3 +185,7 @@ WEBHOOK_EXPONENTIAL_RETRIES = 5
 #: First backoff of the exponential retry, doubled each time: 30+60+120+240+480 s is about
 #: the 15 minutes Daily documents (multiplied by the sandbox's time scale).
 WEBHOOK_EXPONENTIAL_BASE = 30.0
+
+#: Pauses before RQ re-runs a stop / DTMF / transfer job that hit a retryable Daily error
+#: (5xx, 429, connection): a hang-up must not be lost to one bad second at Daily.
+COMMAND_RETRY_INTERVALS = (1, 5, 15)

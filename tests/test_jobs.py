@@ -181,12 +181,14 @@ BATCH: dict[str, tuple[str, dict[str, Any]]] = {
 
 class TestMain:
     @pytest.fixture(scope="class")
-    def main(self, redis_url: str, logs: Path) -> Iterator[Stack]:
+    @classmethod
+    def main(cls, redis_url: str, logs: Path) -> Iterator[Stack]:
         with Stack(redis_url, logs, workers=3) as stack:
             yield stack
 
     @pytest.fixture(scope="class")
-    def batch(self, main: Stack) -> Iterator[Batch]:
+    @classmethod
+    def batch(cls, main: Stack) -> Iterator[Batch]:
         ids = {
             name: main.place(destination, **fields) for name, (destination, fields) in BATCH.items()
         }
@@ -424,7 +426,8 @@ BURST = 12
 
 class TestPacing:
     @pytest.fixture(scope="class")
-    def paced(self, redis_url: str, logs: Path) -> Iterator[Stack]:
+    @classmethod
+    def paced(cls, redis_url: str, logs: Path) -> Iterator[Stack]:
         limit = f"{PACE_COUNT}/{PACE_WINDOW:g}s"
         env = {"TELEPHONY_DIALOUT_LIMIT": limit, "TELEPHONY_RETRY_MAX_ATTEMPTS": "6"}
         with Stack(redis_url, logs, workers=3, sandbox_limit=limit, env=env) as stack:
@@ -478,7 +481,8 @@ class TestPacing:
 
 class TestLiveCap:
     @pytest.fixture(scope="class")
-    def capped(self, redis_url: str, logs: Path) -> Iterator[Stack]:
+    @classmethod
+    def capped(cls, redis_url: str, logs: Path) -> Iterator[Stack]:
         env = {"TELEPHONY_MAX_LIVE_CALLS": "1"}
         with Stack(redis_url, logs, workers=2, env=env) as stack:
             yield stack
