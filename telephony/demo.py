@@ -180,6 +180,8 @@ class Campaign:
         call = self.calls[call_id]
         call["state"] = event["to"] or call["state"]
         call["last"] = event["event"]
+        if event["event"] == "call.dialing" and not event.get("ignored"):
+            call["attempts"] = call.get("attempts", 0) + 1
         sample = self.sample_of[call_id]
         if call["state"] == "answered" and call_id not in self.done_actions:
             self.done_actions.add(call_id)
@@ -285,12 +287,16 @@ def run(args: argparse.Namespace) -> int:
             f"  curl -H 'Authorization: Bearer {stack.token}' {stack.api}/v1/calls\n"
             f"  rq info -u $REDIS_URL           # queues and workers\n"
         )
+        verdict = 0 if good == len(verdicts) else 1
         if args.keep_running:
             out.write("\nkeeping the stack running; Ctrl-C to stop.\n")
             out.flush()
-            while True:
-                time.sleep(1)
-        return 0 if good == len(verdicts) else 1
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+        return verdict
     except KeyboardInterrupt:
         return 130
     finally:
