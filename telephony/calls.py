@@ -43,7 +43,7 @@ class CallConflict(CommandError):
 
 #: Function paths of the jobs (strings, so the web process never imports the workers).
 START_JOB = "workers.jobs.start_dialout"
-WATCHDOG_JOB = "workers.jobs.watchdog"
+WATCHDOG_JOB = "workers.watchdog.watchdog"
 STOP_JOB = "workers.jobs.stop_call"
 DTMF_JOB = "workers.jobs.send_dtmf"
 TRANSFER_JOB = "workers.jobs.transfer_call"

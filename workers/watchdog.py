@@ -1,0 +1,149 @@
+"""The call's watchdog: the timers Daily does not have, and recovery of lost starts.
+
+One scheduled RQ job per call at a time (``watchDue`` on the call names the current one; an
+older run finds it superseded). It fires ``ringTimeoutSec`` and ``maxDurationSec`` even when no
+webhook ever comes, puts a queued call whose start job was lost back on the queue, and redials a
+call whose start had an unknown outcome only after ``ambiguous_grace`` passed with no webhook
+carrying its ``user_id`` (never ringing a person twice).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from telephony import defaults
+from telephony.calls import WATCHDOG_JOB, job_id
+from workers.context import Context, context
+from workers.record import note, record
+
+_ALIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
+_UNANSWERED = frozenset({"dialing", "ringing", "connected"})
+
+
+def stale_after(ctx: Context) -> float:
+    """Seconds after which a start that gave no news is considered lost."""
+    return defaults.DAILY_CONNECT_TIMEOUT + ctx.settings.daily_read_timeout + 1.0
+
+
+def _parse_time(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float(value)
+
+
+def call_deadline(call: dict[str, Any] | None) -> float | None:
+    """When the ring timeout or the maximum duration will end this call, if ever."""
+    if call is None:
+        return None
+    state = call["state"]
+    if state in _UNANSWERED and call.get("ringTimeoutSec"):
+        since = _parse_time(call.get("dialingSince"))
+        return None if since is None else since + call["ringTimeoutSec"]
+    if state == "answered" and call.get("maxDurationSec"):
+        since = _parse_time(call.get("answeredAt"))
+        return None if since is None else since + call["maxDurationSec"]
+    return None
+
+
+def next_look(call: dict[str, Any] | None, now: float) -> float | None:
+    """When the watchdog must next look at a live call: its deadline, but no later than
+    :data:`~telephony.defaults.ANSWER_RECHECK` from now while a call with a maximum duration
+    is not answered yet (the answer, a webhook, schedules nothing)."""
+    deadline = call_deadline(call)
+    if call is not None and call.get("maxDurationSec") and call["state"] in _UNANSWERED:
+        soon = now + defaults.ANSWER_RECHECK
+        return soon if deadline is None else min(deadline, soon)
+    return deadline
+
+
+def schedule_watchdog(ctx: Context, call_id: str, delay: float, at: float | None = None) -> None:
+    """(Re)schedule the call's one watchdog; an earlier scheduled run becomes a no-op."""
+    due = at if at is not None else time.time() + delay
+    due_ms = int(due * 1000)
+    ctx.store.redis.hset(ctx.store.keys.call(call_id), "watchDue", due_ms)
+    ctx.calls.queue.enqueue_at(
+        datetime.fromtimestamp(due, UTC),
+        WATCHDOG_JOB,
+        call_id,
+        due_ms,
+        job_id=job_id(ctx.settings, "watch", call_id, due_ms),
+        result_ttl=600,
+    )
+
+
+def watchdog(call_id: str, due_ms: int) -> str:
+    """Fire the call's timers and recover starts that were lost; reschedules itself first."""
+    ctx = context()
+    call = ctx.store.get(call_id, history=False, internal=True)
+    if call is None or call["state"] in ("stopped", "error"):
+        return "done"
+    if str(call.get("watchDue")) != str(due_ms):
+        return "superseded"
+    if call.get("stopRequested") and call.get("sessionId") and call["state"] != "queued":
+        ctx.calls.stop(call_id)  # asked before the session was known: hang up now
+        return "stopping"
+    now = time.time()
+    state = call["state"]
+    deadline = call_deadline(call)
+    if deadline is not None and now >= deadline:
+        reason = "no-answer" if state != "answered" else "max-duration"
+        ctx.store.redis.hset(ctx.store.keys.call(call_id), "stopReason", reason)
+        note(ctx, call_id, f"call.{reason.replace('-', '_')}", {"deadline": deadline})
+        ctx.calls.stop(call_id)
+        return reason
+    if state == "queued":
+        schedule_watchdog(ctx, call_id, stale_after(ctx))
+        if not _start_pending(ctx, call):
+            ctx.calls.enqueue_start(call_id, call["attempts"] + 1)
+            return "restarted"
+        return "waiting"
+    if state == "dialing" and not call.get("sessionId"):
+        since = _parse_time(call.get("dialingSince")) or now
+        silent_until = since + stale_after(ctx) + ctx.settings.ambiguous_grace
+        if now < silent_until:
+            schedule_watchdog(ctx, call_id, 0.0, at=silent_until)
+            return "waiting"
+        return _redial(ctx, call)
+    look = next_look(call, now)
+    if look is not None:
+        schedule_watchdog(ctx, call_id, 0.0, at=look)
+    return "watching"
+
+
+def _start_pending(ctx: Context, call: dict[str, Any]) -> bool:
+    """Whether the call's latest start job is queued, scheduled or (recently) running."""
+    name = call.get("startJob")
+    if not name:
+        return False
+    try:
+        job = Job.fetch(name, connection=ctx.redis, serializer=ctx.calls.queue.serializer)
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    if status == JobStatus.STARTED and job.started_at is not None:
+        lease = job.started_at.replace(tzinfo=UTC).timestamp() + stale_after(ctx) + 60
+        return time.time() < lease
+    return status in _ALIVE
+
+
+def _redial(ctx: Context, call: dict[str, Any]) -> str:
+    """No answer to the start and no webhook for its ``user_id``: no call was placed."""
+    call_id, attempt = call["id"], call["attempts"]
+    if attempt >= ctx.settings.retry_max_attempts:
+        fields = {"error": "no answer from Daily and no webhook", "reason": "retries-exhausted"}
+        record(ctx, "fail", "call.failed", call_id, fields=fields)
+        return "failed"
+    grace = {"grace": ctx.settings.ambiguous_grace}
+    if record(ctx, "retry", "call.start_lost", call_id, data=grace).status == "applied":
+        ctx.live.give_back(call_id)  # not adopted meanwhile by a late webhook
+        ctx.calls.enqueue_start(call_id, attempt + 1)
+        return "redialed"
+    return "skipped"
