@@ -25,19 +25,18 @@ import multiprocessing
 import os
 import platform
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import redis
 import requests
+from common import version  # bench/common.py (scripts run from bench/)
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -45,6 +44,7 @@ from rq.serializers import JSONSerializer
 from telephony import TelephonyClient
 from telephony.calls import job_id
 from telephony.config import RateLimit, Settings
+from telephony.processes import stop_groups
 from telephony.redis_server import RedisServer, free_port
 from telephony.sandbox.server import Sandbox
 
@@ -83,17 +83,7 @@ def processes(commands: list[list[str]], env: dict[str, str]) -> Iterator[list[A
             )
         yield started
     finally:
-        for process in started:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in started:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            with contextlib.suppress(ProcessLookupError):  # what it forked (RQ's scheduler)
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_groups(started)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -220,13 +210,6 @@ def served(env: dict[str, str], workers: int, threads: int) -> Iterator[str]:
 
         wait_until(up, 30, "telephony serve")
         yield url
-
-
-def version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,23 +27,23 @@ import platform
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import redis
-import requests
+from common import version  # bench/common.py (scripts run from bench/)
 from flask import Flask, request
 
 from telephony import signature
 from telephony.config import Settings
+from telephony.processes import stop_groups, wait_ready
 from telephony.redis_server import RedisServer, free_port
 from telephony.store import CallStore, Change
 
@@ -110,23 +110,10 @@ def serve(kind: str, app: str, env: dict[str, str], config: Config) -> Iterator[
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{kind} ({app}) did not start: {' '.join(command)}")
-            with contextlib.suppress(requests.ConnectionError):
-                requests.get(f"{url}/healthz", timeout=1)
-                break
-            time.sleep(0.05)
+        wait_ready(f"{url}/healthz", [process], timeout=20)
         yield url
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        # Its own process group (start_new_session): no worker outlives the run.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        stop_groups([process])
 
 
 # --- Events --------------------------------------------------------------------------------------
@@ -355,13 +342,6 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 # --- The run -------------------------------------------------------------------------------------
-
-
-def version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import redis
 import requests
 
 from telephony.daily import DailyClient
+from telephony.processes import stop_groups, wait_ready
 from telephony.redis_server import RedisServer, free_port
 from telephony.sandbox.server import Sandbox
 
@@ -110,39 +110,16 @@ class Stack:
                     start_new_session=True,
                 )
             )
-        _wait_ready(f"{self.api}/readyz", self.children)
+        wait_ready(f"{self.api}/readyz", self.children)
         with DailyClient(self.sandbox.url, self.sandbox.api_key) as daily:
             daily.ensure_webhook(f"{self.api}/webhooks/daily", self.secret)
 
     def stop(self) -> None:
-        for child in self.children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in self.children:
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+        stop_groups(self.children, grace=15)
         if self.sandbox is not None:
             self.sandbox.stop()
         if self.redis_server is not None:
             self.redis_server.stop()
-
-
-def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children):
-            raise RuntimeError("a demo process exited at start; see children.log")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become ready")
 
 
 class Campaign:

@@ -28,6 +28,7 @@ import pytest
 import redis
 
 from telephony.config import RateLimit, Secret, Settings
+from telephony.processes import stop_groups
 from telephony.redis_server import RedisServer
 
 WEBHOOK_SECRET = "c2FuZGJveC13ZWJob29rLXNlY3JldC1mb3ItdGVzdHM="  # base64 of a test key
@@ -244,17 +245,7 @@ class Processes:
 
     def stop(self, *names: str, grace: float = 5.0) -> None:
         """SIGTERM (a warm shutdown, all at once), then SIGKILL whatever is left of each group."""
-        processes = [self.running.pop(name) for name in names]
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-        deadline = time.monotonic() + grace
-        for process in processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.0, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        stop_groups([self.running.pop(name) for name in names], grace=grace)
 
     def close(self) -> None:
         """SIGKILL every child's whole group: no warm shutdown needed when the test is over."""

@@ -3,13 +3,11 @@ goes away for a moment: the state stays consistent and nothing is lost or applie
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import multiprocessing
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +23,7 @@ import requests
 
 from telephony.config import Settings
 from telephony.machine import RANK
+from telephony.processes import stop_groups, wait_ready
 from telephony.redis_server import RedisServer, free_port
 from telephony.store import CallStore, Change
 
@@ -53,24 +52,10 @@ def granian(settings: Settings) -> Iterator[str]:
     process = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert process.poll() is None, "granian exited"
-            assert time.monotonic() < deadline, "granian did not start"
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.05)
+        wait_ready(f"{url}/healthz", [process], timeout=15)
         yield url
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        # Its own process group (start_new_session): no worker outlives the test.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        stop_groups([process])
 
 
 def post(session: requests.Session, url: str, delivery: Delivery) -> requests.Response:
