@@ -110,7 +110,7 @@ def serve(kind: str, app: str, env: dict[str, str], config: Config) -> Iterator[
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(f"{url}/healthz", [process], timeout=20)
+        wait_ready(f"{url}/healthz", [process], timeout=20, any_status=True)  # bare: 404
         yield url
     finally:
         stop_groups([process])

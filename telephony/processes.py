@@ -32,9 +32,13 @@ def stop_groups(processes: Iterable[subprocess.Popen[bytes]], grace: float = 10.
 
 
 def wait_ready(
-    url: str, processes: Iterable[subprocess.Popen[bytes]], timeout: float = 30.0
+    url: str,
+    processes: Iterable[subprocess.Popen[bytes]],
+    timeout: float = 30.0,
+    any_status: bool = False,
 ) -> None:
-    """Poll ``url`` until it answers 200; fail early if one of ``processes`` exits."""
+    """Poll ``url`` until it answers 200 (any answer with ``any_status``: the server is up);
+    fail early if one of ``processes`` exits."""
     import requests
 
     processes = list(processes)
@@ -43,7 +47,8 @@ def wait_ready(
         if any(process.poll() is not None for process in processes):
             raise RuntimeError(f"a process exited before {url} was ready")
         with contextlib.suppress(requests.ConnectionError, requests.Timeout):
-            if requests.get(url, timeout=1).status_code == 200:
+            status = requests.get(url, timeout=1).status_code
+            if status == 200 or any_status:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"{url} did not become ready within {timeout:g} s")
