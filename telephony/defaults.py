@@ -35,40 +35,29 @@ DIALOUT_LIMIT_MARGIN = 0.25
 
 # --- Dial-out option bounds (daily-api.md) ----------------------------------------------------
 
+#: E.164 allows at most 15 digits after the ``+`` (country code included).
 E164_MAX_DIGITS = 15
+#: Daily's ``userId`` limit; a UUID call id (36) fits exactly.
 USER_ID_MAX = 36
+#: Daily's ``extension`` limit (digits dialled after connect).
 EXTENSION_MAX = 20
+#: Daily's ``waitBeforeExtensionDialSec`` range is 0..60.
 WAIT_BEFORE_EXTENSION_MAX = 60
+#: Daily's ``videoSettings`` bounds (SIP video): 1280x720 at up to 30 fps and 1000 kbps.
 VIDEO_WIDTH_MAX = 1280
 VIDEO_HEIGHT_MAX = 720
 VIDEO_FPS_MAX = 30
 VIDEO_BITRATE_MAX = 1000
+#: Codecs Daily accepts, in its spelling (the first listed is used).
 AUDIO_CODECS = ("OPUS", "G722", "PCMU", "PCMA")
 VIDEO_CODECS = ("H264", "VP8")
+#: DTMF: Daily's tone characters, at most 20 per request, each 50..2000 ms, and the methods
+#: its client SDKs name (RFC 4733 events, SIP INFO, or Daily's choice).
 DTMF_TONES = "0123456789ABCD*#"
 DTMF_MAX_TONES = 20
 DTMF_DURATION_MIN = 50
 DTMF_DURATION_MAX = 2000
 DTMF_METHODS = ("telephone-event", "sip-info", "auto")
-
-#: Daily's room names are ``[A-Za-z0-9_-]``, at most 128 characters.
-ROOM_NAME_MAX = 128
-
-#: Longest ``sessionId`` accepted: Daily's are UUIDs (36); the slack tolerates other id forms
-#: while keeping request bodies and Redis keys bounded.
-SESSION_ID_MAX = 128
-
-#: Longest ``displayName``: Daily documents no limit; 256 is far beyond any caller-ID name
-#: (CNAM is 15 characters) and keeps webhooks and logs small.
-DISPLAY_NAME_MAX = 256
-
-#: Longest ``sipUri`` / SIP ``toEndPoint``: RFC 3261 sets no limit; 2 KiB leaves room for
-#: generous ``X-`` headers in the query while refusing abuse.
-SIP_URI_MAX = 2048
-
-#: Deepest nesting accepted in free-form JSON (``metadata``, ``permissions``): bounds recursion
-#: when validating and is far beyond any real use.
-JSON_MAX_DEPTH = 32
 
 #: Upper bounds for our own timers; a day is far beyond any real call and keeps typos
 #: (milliseconds for seconds) from parking a call for weeks.
