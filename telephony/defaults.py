@@ -59,6 +59,25 @@ DTMF_DURATION_MIN = 50
 DTMF_DURATION_MAX = 2000
 DTMF_METHODS = ("telephone-event", "sip-info", "auto")
 
+#: Daily's room names are ``[A-Za-z0-9_-]``, at most 128 characters.
+ROOM_NAME_MAX = 128
+
+#: Longest ``sessionId`` accepted: Daily's are UUIDs (36); the slack tolerates other id forms
+#: while keeping request bodies and Redis keys bounded.
+SESSION_ID_MAX = 128
+
+#: Longest ``displayName``: Daily documents no limit; 256 is far beyond any caller-ID name
+#: (CNAM is 15 characters) and keeps webhooks and logs small.
+DISPLAY_NAME_MAX = 256
+
+#: Longest ``sipUri`` / SIP ``toEndPoint``: RFC 3261 sets no limit; 2 KiB leaves room for
+#: generous ``X-`` headers in the query while refusing abuse.
+SIP_URI_MAX = 2048
+
+#: Deepest nesting accepted in free-form JSON (``metadata``, ``permissions``): bounds recursion
+#: when validating and is far beyond any real use.
+JSON_MAX_DEPTH = 32
+
 #: Upper bounds for our own timers; a day is far beyond any real call and keeps typos
 #: (milliseconds for seconds) from parking a call for weeks.
 RING_TIMEOUT_MAX = 600
