@@ -57,7 +57,7 @@ class SlidingWindowLimiter:
 #: KEYS[1] live set; ARGV: cap, call id. 1: took a slot now, 2: the call held one, 0: full.
 _TAKE_LIVE = """
 if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 2 end
-if tonumber(ARGV[1]) > 0 and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 local now = redis.call('TIME')
 redis.call('ZADD', KEYS[1], now[1], ARGV[2])
 return 1
@@ -80,10 +80,14 @@ class LiveCalls:
         self.cap = cap
         self._take: Any = client.register_script(_TAKE_LIVE)
 
-    def take(self, call_id: str) -> Literal["taken", "held", ""]:
+    def take(self, call_id: str) -> Literal["taken", "held", "uncapped", ""]:
         """``taken`` now, already ``held`` by the call (another run of its start job took it:
-        not this run's to give back), or ``""`` when the cap is reached."""
+        not this run's to give back), ``""`` when the cap is reached; ``uncapped`` without a
+        cap (no Redis call at all: nothing to count)."""
+        if self.cap <= 0:
+            return "uncapped"
         return _TAKEN[int(self._take(keys=[self.key], args=[self.cap, call_id]))]
 
     def give_back(self, call_id: str) -> None:
-        self.client.zrem(self.key, call_id)
+        if self.cap > 0:
+            self.client.zrem(self.key, call_id)
