@@ -99,14 +99,15 @@ apply = function(args)
     return {'orphan', call_id, '', '', seq}
   end
 
-  if event_id ~= '' then
-    if not redis.call('SET', prefix .. ':seen:' .. event_id, '1', 'NX', 'EX', dedupe_ttl) then
-      count('duplicate')
-      return {'duplicate', call_id, '', '', 0}
-    end
+  -- Checked first, remembered last: a script that fails half-way (Redis does not roll
+  -- back) must not make Daily's retry of this event look like a duplicate.
+  local seen = prefix .. ':seen:' .. event_id
+  if event_id ~= '' and redis.call('EXISTS', seen) == 1 then
+    count('duplicate')
+    return {'duplicate', call_id, '', '', 0}
   end
 
-  local history = key .. ':history'
+  local history = prefix .. ':history:' .. call_id
   if not exists then
     local create = cjson.decode(args[10])
     for name, value in pairs(create) do
@@ -168,11 +169,17 @@ apply = function(args)
     redis.call('EXPIRE', key, retention)
     redis.call('EXPIRE', history, retention)
     redis.call('ZREM', prefix .. ':live', call_id)
+    -- The listing index forgets calls whose records have expired: it cannot grow unbounded.
+    redis.call('ZREMRANGEBYSCORE', prefix .. ':calls', '-inf',
+               string.format('(%d', tonumber(now_ms) - retention * 1000))
     if known_session then
       redis.call('EXPIRE', prefix .. ':session:' .. known_session, retention)
     end
   end
 
+  if event_id ~= '' then
+    redis.call('SET', seen, '1', 'EX', dedupe_ttl)
+  end
   if ignored then count('ignored') else count('applied', to ~= state and to or nil) end
   if newly_known then
     drain(call_id, known_session)

@@ -6,11 +6,13 @@ enqueues the job that talks to Daily. Nothing here talks to Daily or knows about
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -47,6 +49,12 @@ WATCHDOG_JOB = "workers.watchdog.watchdog"
 STOP_JOB = "workers.jobs.stop_call"
 DTMF_JOB = "workers.jobs.send_dtmf"
 TRANSFER_JOB = "workers.jobs.transfer_call"
+
+
+def start_stale_after(settings: Settings) -> float:
+    """Seconds after which a start that gave no news is considered lost: the longest a start
+    request can take (connect + read timeouts), plus a second."""
+    return defaults.DAILY_CONNECT_TIMEOUT + settings.daily_read_timeout + 1.0
 
 
 def make_queue(client: redis.Redis, settings: Settings) -> Queue:
@@ -104,10 +112,34 @@ class Calls:
         False); the same key with another body is a :class:`CallConflict`.
         """
         call_id = request.call_id or str(uuid.uuid4())
-        if idempotency_key is not None:
-            existing = self._claim_key(idempotency_key, _digest(request), call_id)
-            if existing is not None:
-                return existing, False
+        if idempotency_key is None:
+            return self._create(request, call_id, None)
+        existing = self._claim_key(idempotency_key, _digest(request), call_id)
+        if existing is not None:
+            if self._stranded(existing):
+                self._start(existing["id"])
+            return existing, False
+        try:
+            return self._create(request, call_id, idempotency_key)
+        except Exception:
+            # The key must not block retries for a day because this attempt failed.
+            with contextlib.suppress(redis.RedisError):
+                self.redis.delete(self.store.keys.idempotency(idempotency_key))
+            raise
+
+    def _stranded(self, call: dict[str, Any]) -> bool:
+        """A call whose first request died between creating it and queueing its start."""
+        if call["state"] != "queued" or self.redis.hexists(
+            self.store.keys.call(call["id"]), "startJob"
+        ):
+            return False
+        created = datetime.fromisoformat(call["createdAt"].replace("Z", "+00:00"))
+        age = (datetime.now(UTC) - created).total_seconds()
+        return age > defaults.STRANDED_AFTER  # younger: its first request is still at work
+
+    def _create(
+        self, request: CallRequest, call_id: str, idempotency_key: str | None
+    ) -> tuple[dict[str, Any], bool]:
         outcome = self.store.apply(
             Change(
                 trigger="queue",
@@ -131,10 +163,18 @@ class Calls:
             if idempotency_key is not None:
                 self.redis.delete(self.store.keys.idempotency(idempotency_key))
             raise CallConflict(f"a call with id {call_id!r} already exists")
-        self.enqueue_start(call_id, attempt=1)
+        self._start(call_id)
         call = self.store.get(call_id)
         assert call is not None
         return call, True
+
+    def _start(self, call_id: str) -> None:
+        """Queue the first start and arm the watchdog in one transaction: a call is never
+        left queued with no job and nothing watching it."""
+        pipe = self._transaction()
+        self.enqueue_start(call_id, attempt=1, pipeline=pipe)
+        self.schedule_watchdog(call_id, time.time() + start_stale_after(self.settings), pipe)
+        pipe.execute()
 
     def _claim_key(self, key: str, digest: str, call_id: str) -> dict[str, Any] | None:
         """Claim the key for ``call_id``; the first call's record if it was claimed before."""
@@ -158,7 +198,12 @@ class Calls:
             time.sleep(0.01)
 
     def enqueue_start(
-        self, call_id: str, attempt: int, delay: float = 0.0, wait: int | None = None
+        self,
+        call_id: str,
+        attempt: int,
+        delay: float = 0.0,
+        wait: int | None = None,
+        pipeline: Any = None,
     ) -> None:
         """Queue (or schedule) the start; the watchdog covers a start job that gets lost.
 
@@ -169,13 +214,40 @@ class Calls:
         """
         parts: tuple[object, ...] = (attempt,) if wait is None else (attempt, f"w{wait}")
         start_id = job_id(self.settings, "start", call_id, *parts)
-        self.redis.hset(self.store.keys.call(call_id), "startJob", start_id)
+        pipe = pipeline if pipeline is not None else self._transaction()
+        pipe.hset(self.store.keys.call(call_id), "startJob", start_id)
+        options: dict[str, Any] = {"job_id": start_id, "result_ttl": 600, "pipeline": pipe}
         if delay > 0:
-            self.queue.enqueue_in(
-                _seconds(delay), START_JOB, call_id, attempt, job_id=start_id, result_ttl=600
-            )
+            self.queue.enqueue_in(_seconds(delay), START_JOB, call_id, attempt, **options)
         else:
-            self.queue.enqueue(START_JOB, call_id, attempt, job_id=start_id, result_ttl=600)
+            self.queue.enqueue(START_JOB, call_id, attempt, **options)
+        if pipeline is None:
+            pipe.execute()
+
+    def _transaction(self) -> Any:
+        """A MULTI pipeline, opened up front: RQ's enqueue calls MULTI itself unless it is."""
+        pipe = self.redis.pipeline()
+        pipe.multi()
+        return pipe
+
+    def schedule_watchdog(self, call_id: str, due: float, pipeline: Any = None) -> None:
+        """(Re)schedule the call's one watchdog at ``due`` (UNIX time); an earlier scheduled
+        run becomes a no-op. The job and ``watchDue`` are written in one transaction: a crash
+        between the two must not leave ``watchDue`` naming a job that does not exist."""
+        due_ms = int(due * 1000)
+        pipe = pipeline if pipeline is not None else self._transaction()
+        self.queue.enqueue_at(
+            datetime.fromtimestamp(due, UTC),
+            WATCHDOG_JOB,
+            call_id,
+            due_ms,
+            job_id=job_id(self.settings, "watch", call_id, due_ms),
+            result_ttl=600,
+            pipeline=pipe,
+        )
+        pipe.hset(self.store.keys.call(call_id), "watchDue", due_ms)
+        if pipeline is None:
+            pipe.execute()
 
     # --- commands on a call ----------------------------------------------------------------
 
@@ -185,12 +257,20 @@ class Calls:
             raise CallNotFound(f"no call {call_id!r}")
         return call
 
+    @staticmethod
+    def _dialout_only(call: dict[str, Any], what: str) -> None:
+        """Daily's stop, DTMF and transfer endpoints act on dial-outs; a dial-in session is
+        not ours to hang up through them (a 404 there would be recorded as a false stop)."""
+        if call.get("kind") == "dialin":
+            raise CallConflict(f"cannot {what} a dial-in session through the dial-out API")
+
     def stop(self, call_id: str) -> dict[str, Any]:
         """Hang up, or cancel a call not yet started. Idempotent: a finished call is left as is."""
         call = self._require(call_id)
         state = call["state"]
         if state in machine.FINAL:
             return call
+        self._dialout_only(call, "stop")
         if state == "queued":
             outcome = self.store.apply(
                 Change(
@@ -243,6 +323,7 @@ class Calls:
 
     def _live_command(self, call_id: str, trigger: str, what: str) -> dict[str, Any]:
         call = self._require(call_id)
+        self._dialout_only(call, what)
         if not machine.plan(trigger).allows(call["state"]):
             raise CallConflict(f"cannot {what} a call that is {call['state']}")
         if not call.get("sessionId"):

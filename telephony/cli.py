@@ -369,8 +369,19 @@ def add_operator_commands(sub: Any) -> None:
     )
     watch.add_argument("id", nargs="?", help="only this call's events")
     watch.add_argument(
-        "--after", type=int, default=0, metavar="SEQ", help="start after this seq (default 0)"
+        "--after",
+        type=_seq,
+        default=0,
+        metavar="SEQ",
+        help="start after this seq (default 0)",
     )
+
+
+def _seq(text: str) -> int:
+    """A feed position: a whole number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more: {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -455,10 +466,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    from telephony.config import ConfigError
+    from telephony.errors import DailyError
+
     try:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:  # a setting in the environment: name it, no traceback
+        print(f"telephony {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except DailyError as exc:
+        print(f"telephony {args.command}: Daily refused: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -66,7 +66,7 @@ class RateLimit:
         return f"{self.count}/{self.window:g}s"
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -74,12 +74,12 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    if value < minimum or value != value:  # value != value: NaN
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -87,8 +87,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
 
 
@@ -96,7 +96,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 class Settings:
     """Everything the service reads from its environment (see the README's table)."""
 
-    redis_url: str | None = None
+    #: Not in the repr: a Redis URL may carry a password.
+    redis_url: str | None = field(default=None, repr=False)
     daily_api_url: str = defaults.DAILY_API_URL
     daily_api_key: Secret = field(default_factory=lambda: Secret(""))
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
@@ -134,18 +135,20 @@ class Settings:
                 env.get("TELEPHONY_DIALOUT_LIMIT") or defaults.DIALOUT_LIMIT
             ),
             key_prefix=env.get("TELEPHONY_KEY_PREFIX") or defaults.KEY_PREFIX,
-            call_retention=_int(env, "TELEPHONY_CALL_RETENTION", defaults.CALL_RETENTION),
-            feed_maxlen=_int(env, "TELEPHONY_FEED_MAXLEN", defaults.FEED_MAXLEN),
-            dedupe_ttl=_int(env, "TELEPHONY_DEDUPE_TTL", defaults.DEDUPE_TTL),
+            call_retention=_int(
+                env, "TELEPHONY_CALL_RETENTION", defaults.CALL_RETENTION, minimum=1
+            ),
+            feed_maxlen=_int(env, "TELEPHONY_FEED_MAXLEN", defaults.FEED_MAXLEN, minimum=1),
+            dedupe_ttl=_int(env, "TELEPHONY_DEDUPE_TTL", defaults.DEDUPE_TTL, minimum=1),
             max_live_calls=_int(env, "TELEPHONY_MAX_LIVE_CALLS", defaults.MAX_LIVE_CALLS),
             retry_max_attempts=_int(
-                env, "TELEPHONY_RETRY_MAX_ATTEMPTS", defaults.RETRY_MAX_ATTEMPTS
+                env, "TELEPHONY_RETRY_MAX_ATTEMPTS", defaults.RETRY_MAX_ATTEMPTS, minimum=1
             ),
             retry_base=_float(env, "TELEPHONY_RETRY_BASE", defaults.RETRY_BASE),
             retry_cap=_float(env, "TELEPHONY_RETRY_CAP", defaults.RETRY_CAP),
             ambiguous_grace=_float(env, "TELEPHONY_AMBIGUOUS_GRACE", defaults.AMBIGUOUS_GRACE),
             daily_read_timeout=_float(
-                env, "TELEPHONY_DAILY_READ_TIMEOUT", defaults.DAILY_READ_TIMEOUT
+                env, "TELEPHONY_DAILY_READ_TIMEOUT", defaults.DAILY_READ_TIMEOUT, minimum=0.1
             ),
             queue_name=env.get("TELEPHONY_QUEUE") or defaults.QUEUE_NAME,
         )

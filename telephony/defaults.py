@@ -118,6 +118,11 @@ FEED_MAXLEN = 1_000_000
 #: Seconds an ``Idempotency-Key`` is remembered (24 h, as payment APIs do).
 IDEMPOTENCY_TTL = 86_400
 
+#: Seconds after which a replayed request may conclude that the first request with its
+#: Idempotency-Key died between creating the call and queueing it (a few Redis round trips
+#: normally separate the two), and queue the start itself.
+STRANDED_AFTER = 5.0
+
 #: Longest ``Idempotency-Key`` (printable ASCII, no spaces): 255 as Stripe allows, room for a
 #: UUID or a hash with a namespace, while keeping the Redis key bounded.
 IDEMPOTENCY_KEY_MAX = 255

@@ -136,12 +136,13 @@ class Campaign:
         self.done_actions: set[str] = set()
 
     def place(self) -> None:
+        run = secrets.token_hex(4)  # keys of earlier runs (same data dir) must not replay
         for index, sample in enumerate(self.samples):
             body = {"room": "demo-room", **sample.body, "metadata": {"sample": sample.label}}
             response = self.session.post(
                 f"{self.stack.api}/v1/calls",
                 json=body,
-                headers={"Idempotency-Key": f"demo-{os.getpid()}-{index}"},
+                headers={"Idempotency-Key": f"demo-{run}-{index}"},
                 timeout=10,
             )
             response.raise_for_status()

@@ -4,7 +4,7 @@
 key                                    type        holds
 =====================================  ==========  =============================================
 ``{p}:call:{id}``                      hash        the call (state, room, sessionId, ...)
-``{p}:call:{id}:history``              list        JSON history entries, oldest first
+``{p}:history:{id}``                   list        JSON history entries, oldest first
 ``{p}:calls``                          zset        call ids by creation time (ms): listings
 ``{p}:session:{sessionId}``            string      call id of a Daily session
 ``{p}:pending:{sessionId}``            list        events held until the session's call is known
@@ -36,7 +36,7 @@ class Keys:
         return f"{self.prefix}:call:{call_id}"
 
     def history(self, call_id: str) -> str:
-        return f"{self.prefix}:call:{call_id}:history"
+        return f"{self.prefix}:history:{call_id}"
 
     @property
     def calls(self) -> str:

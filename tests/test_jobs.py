@@ -345,12 +345,18 @@ class TestMain:
         """RQ may run a job twice (a lost ack, a re-enqueue): the same attempt dials once."""
         call_id = main.place(ANSWER)
         main.calls.enqueue_start(call_id, 1)  # the same job id again
-        for copy in range(3):  # and copies under other ids, racing on the other workers
+        copies = [  # and copies under other ids, racing on the other workers
             main.calls.queue.enqueue(
                 START_JOB, call_id, 1, job_id=job_id(main.settings, "copy", call_id, copy)
             )
+            for copy in range(3)
+        ]
         call = main.wait(call_id, "answered")
-        time.sleep(0.3)  # let every copy finish
+        wait_for(
+            lambda: all(job.get_status() == "finished" for job in copies),
+            10,
+            "every copy of the start job to finish",
+        )
         assert len(main.starts(call_id)) == 1
         assert call["attempts"] == 1 and moves_of(call).count("dialing") == 1
         dialing = [e for e in call["history"] if e["event"] == "call.dialing"]

@@ -57,6 +57,8 @@ def start_dialout(call_id: str, attempt: int) -> str:
 
     fields = {"+attempts": 1, "dialingSince": time.time(), "nextAttemptAt": None}
     if record(ctx, "dial", "call.dialing", call_id, fields=fields).status != "applied":
+        if slot == "taken":  # the call ended meanwhile (cancelled): the slot is ours to return
+            ctx.live.give_back(call_id)
         return "skipped"  # another run dials (and holds the slot), or the call ended
     body = dict(call["options"], userId=call_id)
     try:
@@ -187,5 +189,5 @@ def transfer_call(call_id: str, transfer: dict[str, Any]) -> str:
 
     return _on_session(
         call_id, "transfer", transfer, send,
-        trigger="transfer", event="transfer.requested", fields={"transferredTo": target},
+        trigger="transfer", event="transfer.requested", fields={"transferRequested": target},
     )  # fmt: skip

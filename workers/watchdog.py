@@ -17,7 +17,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from telephony import defaults
-from telephony.calls import WATCHDOG_JOB, job_id
+from telephony.calls import start_stale_after
 from workers.context import Context, context
 from workers.record import note, record
 
@@ -27,7 +27,7 @@ _UNANSWERED = frozenset({"dialing", "ringing", "connected"})
 
 def stale_after(ctx: Context) -> float:
     """Seconds after which a start that gave no news is considered lost."""
-    return defaults.DAILY_CONNECT_TIMEOUT + ctx.settings.daily_read_timeout + 1.0
+    return start_stale_after(ctx.settings)
 
 
 def _parse_time(value: Any) -> float | None:
@@ -40,16 +40,23 @@ def _parse_time(value: Any) -> float | None:
 
 
 def call_deadline(call: dict[str, Any] | None) -> float | None:
-    """When the ring timeout or the maximum duration will end this call, if ever."""
+    """When the ring timeout or the maximum duration will end this call.
+
+    Calls without their own limits get the ceilings (``RING_TIMEOUT_MAX``,
+    ``MAX_DURATION_MAX``): Daily may drop the webhook that ends a call (circuit breaker,
+    exhausted retries), and a call must not stay live in our books forever.
+    """
     if call is None:
         return None
     state = call["state"]
-    if state in _UNANSWERED and call.get("ringTimeoutSec"):
+    if state in _UNANSWERED:
         since = _parse_time(call.get("dialingSince"))
-        return None if since is None else since + call["ringTimeoutSec"]
-    if state == "answered" and call.get("maxDurationSec"):
+        ring = call.get("ringTimeoutSec") or defaults.RING_TIMEOUT_MAX
+        return None if since is None else since + ring
+    if state == "answered":
         since = _parse_time(call.get("answeredAt"))
-        return None if since is None else since + call["maxDurationSec"]
+        limit = call.get("maxDurationSec") or defaults.MAX_DURATION_MAX
+        return None if since is None else since + limit
     return None
 
 
@@ -65,56 +72,60 @@ def next_look(call: dict[str, Any] | None, now: float) -> float | None:
 
 
 def schedule_watchdog(ctx: Context, call_id: str, delay: float, at: float | None = None) -> None:
-    """(Re)schedule the call's one watchdog; an earlier scheduled run becomes a no-op."""
-    due = at if at is not None else time.time() + delay
-    due_ms = int(due * 1000)
-    ctx.store.redis.hset(ctx.store.keys.call(call_id), "watchDue", due_ms)
-    ctx.calls.queue.enqueue_at(
-        datetime.fromtimestamp(due, UTC),
-        WATCHDOG_JOB,
-        call_id,
-        due_ms,
-        job_id=job_id(ctx.settings, "watch", call_id, due_ms),
-        result_ttl=600,
-    )
+    """(Re)schedule the call's one watchdog, ``delay`` seconds from now or ``at``."""
+    ctx.calls.schedule_watchdog(call_id, at if at is not None else time.time() + delay)
 
 
 def watchdog(call_id: str, due_ms: int) -> str:
-    """Fire the call's timers and recover starts that were lost; reschedules itself first."""
+    """Fire the call's timers and recover starts that were lost.
+
+    The next run is scheduled *before* acting, on every path that leaves the call live: a
+    crash, a failed stop job or a late webhook can never leave a call unwatched.
+    """
     ctx = context()
     call = ctx.store.get(call_id, history=False, internal=True)
     if call is None or call["state"] in ("stopped", "error"):
         return "done"
     if str(call.get("watchDue")) != str(due_ms):
         return "superseded"
-    if call.get("stopRequested") and call.get("sessionId") and call["state"] != "queued":
-        ctx.calls.stop(call_id)  # asked before the session was known: hang up now
-        return "stopping"
     now = time.time()
-    state = call["state"]
+    state, session = call["state"], call.get("sessionId")
+    since = _parse_time(call.get("dialingSince")) or now
+    silent_until = since + stale_after(ctx) + ctx.settings.ambiguous_grace
+    unsure = state == "dialing" and not session  # a start with no news yet
     deadline = call_deadline(call)
-    if deadline is not None and now >= deadline:
-        reason = "no-answer" if state != "answered" else "max-duration"
-        ctx.store.redis.hset(ctx.store.keys.call(call_id), "stopReason", reason)
-        note(ctx, call_id, f"call.{reason.replace('-', '_')}", {"deadline": deadline})
-        ctx.calls.stop(call_id)
-        return reason
+    expired = deadline is not None and now >= deadline
+
+    if call.get("stopRequested") or expired:
+        later = silent_until if unsure and now < silent_until else now + stale_after(ctx)
+        schedule_watchdog(ctx, call_id, 0.0, at=later)
+        reason = str(call.get("stopReason") or "cancelled")
+        if expired and not call.get("stopRequested"):
+            reason = "no-answer" if state != "answered" else "max-duration"
+            ctx.store.redis.hset(
+                ctx.store.keys.call(call_id), mapping={"stopReason": reason, "stopRequested": 1}
+            )
+            note(ctx, call_id, f"call.{reason.replace('-', '_')}", {"deadline": deadline})
+        if unsure and now >= silent_until:  # nothing was placed, as far as anyone can know
+            record(ctx, "stop", "call.stopped", call_id, fields={"reason": reason})
+            return "stopped"
+        if not unsure:
+            ctx.calls.stop(call_id)  # queued: cancelled now; live: the stop job hangs up
+        return "stopping"
     if state == "queued":
         schedule_watchdog(ctx, call_id, stale_after(ctx))
         if not _start_pending(ctx, call):
             ctx.calls.enqueue_start(call_id, call["attempts"] + 1)
             return "restarted"
         return "waiting"
-    if state == "dialing" and not call.get("sessionId"):
-        since = _parse_time(call.get("dialingSince")) or now
-        silent_until = since + stale_after(ctx) + ctx.settings.ambiguous_grace
+    if unsure:
         if now < silent_until:
             schedule_watchdog(ctx, call_id, 0.0, at=silent_until)
             return "waiting"
+        schedule_watchdog(ctx, call_id, stale_after(ctx))
         return _redial(ctx, call)
     look = next_look(call, now)
-    if look is not None:
-        schedule_watchdog(ctx, call_id, 0.0, at=look)
+    schedule_watchdog(ctx, call_id, stale_after(ctx) if look is None else 0.0, at=look)
     return "watching"
 
 

@@ -1,0 +1,115 @@
+"""Commands on calls (telephony/calls.py): what placing a call leaves behind, idempotency
+under failure, and which calls a command may touch. Real Redis; no worker runs here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+from rq.registry import ScheduledJobRegistry
+
+from telephony.calls import CallConflict, Calls, _digest
+from telephony.config import Settings
+from telephony.store import Change
+from telephony.validation import call_request
+
+REQUEST = {"room": "sales-1", "phoneNumber": "+15550100000"}
+
+
+@pytest.fixture
+def calls(settings: Settings, redis_client: redis.Redis) -> Calls:
+    return Calls(redis_client, settings)
+
+
+def test_placing_queues_the_start_and_arms_the_watchdog(calls: Calls) -> None:
+    call, created = calls.place(call_request(REQUEST))
+    assert created and call["state"] == "queued"
+    record: dict[bytes, bytes] = calls.redis.hgetall(calls.store.keys.call(call["id"]))
+    start_job = record[b"startJob"].decode()
+    assert calls.queue.job_ids == [start_job]
+    scheduled = ScheduledJobRegistry(queue=calls.queue).get_job_ids()
+    assert len(scheduled) == 1 and record[b"watchDue"].decode() in scheduled[0]
+
+
+def test_a_stranded_call_is_started_by_the_replay(calls: Calls) -> None:
+    """The first request died between creating the call and queueing its start: the client's
+    retry with the same Idempotency-Key finds it and queues the start."""
+    request = call_request(REQUEST)
+    key = calls.store.keys.idempotency("order-1")
+    calls.redis.set(key, json.dumps({"digest": _digest(request), "callId": "stranded-1"}))
+    calls.store.apply(
+        Change(
+            trigger="queue", event="call.queued", source="api", call_id="stranded-1",
+            create={"kind": "dialout", "room": "sales-1", "options": request.dialout},
+            mode="new", at="2020-01-01T00:00:00.000Z",
+        )
+    )  # fmt: skip
+    assert calls.queue.count == 0
+    call, created = calls.place(request, idempotency_key="order-1")
+    assert (call["id"], created) == ("stranded-1", False)
+    assert calls.queue.count == 1
+    again, _ = calls.place(request, idempotency_key="order-1")
+    assert again["id"] == "stranded-1" and calls.queue.count == 1  # started once only
+
+
+def test_a_young_call_is_not_restarted_by_a_concurrent_replay(calls: Calls) -> None:
+    request = call_request(REQUEST)
+    first, _ = calls.place(request, idempotency_key="order-2")
+    calls.redis.hdel(calls.store.keys.call(first["id"]), "startJob")
+    calls.queue.empty()
+    calls.place(request, idempotency_key="order-2")
+    assert calls.queue.count == 0  # the first request may still be queueing it
+
+
+def test_a_failed_placement_frees_its_idempotency_key(calls: Calls) -> None:
+    """A real failure inside Redis (the history key holds the wrong type) must not leave the
+    key claimed: otherwise every retry would get 409 for a day."""
+    request = call_request({**REQUEST, "userId": "doomed-1"})
+    calls.redis.set(calls.store.keys.history("doomed-1"), "not a list")
+    with pytest.raises(redis.ResponseError):
+        calls.place(request, idempotency_key="order-3")
+    assert calls.redis.exists(calls.store.keys.idempotency("order-3")) == 0
+    assert calls.queue.count == 0
+
+
+def test_a_call_id_that_is_taken_is_a_conflict_and_frees_the_key(calls: Calls) -> None:
+    calls.place(call_request({**REQUEST, "userId": "mine-1"}))
+    with pytest.raises(CallConflict):
+        calls.place(call_request({**REQUEST, "userId": "mine-1"}), idempotency_key="k-4")
+    assert calls.redis.exists(calls.store.keys.idempotency("k-4")) == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("stop", ()),
+        ("send_dtmf", ({"tones": "1"},)),
+        ("transfer", ({"toEndPoint": "sip:a@b.example"},)),
+    ],
+)
+def test_dialin_sessions_refuse_dialout_commands(
+    calls: Calls, command: str, args: tuple[Any, ...]
+) -> None:
+    calls.store.apply(
+        Change(
+            trigger="connect", event="dialin.connected", source="webhook",
+            call_id="dialin-s1", session_id="s1", create={"kind": "dialin", "room": "r"},
+            mode="upsert",
+        )
+    )  # fmt: skip
+    with pytest.raises(CallConflict, match="dial-in"):
+        getattr(calls, command)("dialin-s1", *args)
+    assert calls.queue.count == 0
+    assert calls.store.state("dialin-s1") == "connected"
+
+
+def test_stop_of_a_finished_dialin_is_idempotent(calls: Calls) -> None:
+    calls.store.apply(
+        Change(
+            trigger="stop", event="dialin.stopped", source="webhook", call_id="dialin-s2",
+            session_id="s2", create={"kind": "dialin", "room": "r"}, mode="upsert",
+        )
+    )  # fmt: skip
+    assert calls.stop("dialin-s2")["state"] == "stopped"
