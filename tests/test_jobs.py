@@ -543,3 +543,21 @@ class TestLiveCap:
         assert start["status"] == 200 and call["sessionId"] == start["sessionId"]
         capped.calls.stop(call_id)
         capped.wait(call_id, "stopped")
+
+    def test_unsure_start_past_its_ring_timeout_ends_instead_of_hanging(
+        self, capped: Stack
+    ) -> None:
+        """The start timed out, no webhook came, and the ring timeout passed meanwhile: the
+        call ends ``stopped`` / ``no-answer`` once the grace is over (nothing was placed as
+        far as anyone can know) — never stuck ``dialing``, never dialled again."""
+        capped.stop_workers()
+        with BlackHole() as hole:
+            capped.spawn_worker({"DAILY_API_URL": hole.url})
+            call_id = capped.place(ANSWER, ringTimeoutSec=1)
+            capped.wait(call_id, "dialing", until=lambda c: "call.start_uncertain" in events_of(c))
+            capped.stop_workers()
+        capped.spawn_worker()
+        call = capped.wait(call_id, "stopped", timeout=15)
+        assert call["reason"] == "no-answer" and call["attempts"] == 1
+        assert "call.start_lost" not in events_of(call)
+        assert capped.starts(call_id) == []  # Daily was never asked again
