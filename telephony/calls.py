@@ -23,7 +23,7 @@ from rq.serializers import JSONSerializer
 
 from telephony import defaults, machine
 from telephony.config import Settings
-from telephony.store import CallStore, Change
+from telephony.store import CallStore, Change, Outcome
 from telephony.validation import CallRequest
 
 
@@ -122,9 +122,11 @@ class Calls:
         try:
             return self._create(request, call_id, idempotency_key)
         except Exception:
-            # The key must not block retries for a day because this attempt failed.
+            # The key must not block retries for a day because this attempt failed, unless the
+            # call exists after all: then a retry must find it, not place a second call.
             with contextlib.suppress(redis.RedisError):
-                self.redis.delete(self.store.keys.idempotency(idempotency_key))
+                if not self.redis.exists(self.store.keys.call(call_id)):
+                    self.redis.delete(self.store.keys.idempotency(idempotency_key))
             raise
 
     def _stranded(self, call: dict[str, Any]) -> bool:
@@ -140,40 +142,49 @@ class Calls:
     def _create(
         self, request: CallRequest, call_id: str, idempotency_key: str | None
     ) -> tuple[dict[str, Any], bool]:
-        outcome = self.store.apply(
-            Change(
-                trigger="queue",
-                event="call.queued",
-                source="api",
-                call_id=call_id,
-                create={
-                    "kind": "dialout",
-                    "room": request.room,
-                    "destination": request.destination,
-                    "options": request.dialout,
-                    "metadata": request.metadata,
-                    "ringTimeoutSec": request.ring_timeout,
-                    "maxDurationSec": request.max_duration,
-                    "attempts": 0,
-                },
-                mode="new",
-            )
+        """Create the call, queue its first start and arm its watchdog in ONE transaction: a
+        crash can never leave a call queued with no job and nothing watching it."""
+        change = Change(
+            trigger="queue",
+            event="call.queued",
+            source="api",
+            call_id=call_id,
+            create={
+                "kind": "dialout",
+                "room": request.room,
+                "destination": request.destination,
+                "options": request.dialout,
+                "metadata": request.metadata,
+                "ringTimeoutSec": request.ring_timeout,
+                "maxDurationSec": request.max_duration,
+                "attempts": 0,
+            },
+            mode="new",
         )
-        if outcome.status == "exists":
+        taken = bool(self.redis.exists(self.store.keys.call(call_id)))
+        if not taken:  # checked first, so a refused id queues nothing
+            pipe = self._transaction()
+            self.store.apply_on(pipe, change)
+            self._queue_first_start(call_id, pipe)
+            # Lost a race for the id: the start queued with it skips (the call already made
+            # its attempts), and the existing call's watchdog is merely re-armed.
+            taken = Outcome.parse(pipe.execute()[0]).status == "exists"
+        if taken:
             if idempotency_key is not None:
                 self.redis.delete(self.store.keys.idempotency(idempotency_key))
             raise CallConflict(f"a call with id {call_id!r} already exists")
-        self._start(call_id)
         call = self.store.get(call_id)
         assert call is not None
         return call, True
 
-    def _start(self, call_id: str) -> None:
-        """Queue the first start and arm the watchdog in one transaction: a call is never
-        left queued with no job and nothing watching it."""
-        pipe = self._transaction()
+    def _queue_first_start(self, call_id: str, pipe: Any) -> None:
         self.enqueue_start(call_id, attempt=1, pipeline=pipe)
         self.schedule_watchdog(call_id, time.time() + start_stale_after(self.settings), pipe)
+
+    def _start(self, call_id: str) -> None:
+        """Queue the first start of a stranded call, with its watchdog, in one transaction."""
+        pipe = self._transaction()
+        self._queue_first_start(call_id, pipe)
         pipe.execute()
 
     def _claim_key(self, key: str, digest: str, call_id: str) -> dict[str, Any] | None:
@@ -193,9 +204,26 @@ class Calls:
             call = self.store.get(first["callId"])
             if call is not None:
                 return call
-            if time.monotonic() > deadline:  # the first request is still creating it
+            if time.monotonic() > deadline:
+                # Claimed long ago with no call behind it: that request died before creating
+                # anything. Take the key over (compare-and-set), unless someone else just did.
+                if self._take_over(name, raw, value):
+                    return None
                 raise CallConflict("a request with this Idempotency-Key is still in progress")
             time.sleep(0.01)
+
+    def _take_over(self, name: str, seen: bytes, value: str) -> bool:
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(name)
+                if pipe.get(name) != seen:
+                    return False
+                pipe.multi()
+                pipe.set(name, value, ex=defaults.IDEMPOTENCY_TTL)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False
 
     def enqueue_start(
         self,

@@ -13,6 +13,7 @@ was placed, so nothing of the call's real progress is undone).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
 
@@ -67,6 +68,8 @@ class Plan:
     trigger: str
     #: state -> destination (the same state for an internal trigger)
     moves: dict[str, str]
+    #: ``moves`` as the Lua script reads them, encoded once per trigger (not per event)
+    moves_json: str
 
     def sources(self) -> list[str]:
         return list(self.moves)
@@ -84,7 +87,7 @@ def plan(trigger: str) -> Plan:
             moves[source] = source if transition.dest is None else transition.dest
     if not moves:
         raise KeyError(f"unknown trigger {trigger!r}")
-    return Plan(trigger, moves)
+    return Plan(trigger, moves, json.dumps(moves, separators=(",", ":")))
 
 
 def triggers() -> list[str]:

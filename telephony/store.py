@@ -55,6 +55,13 @@ class Outcome:
     to_state: str
     seq: int
 
+    @classmethod
+    def parse(cls, raw: Any) -> Outcome:
+        """The script's reply ``[status, call id, from, to, seq]``."""
+        status, call_id, from_state, to_state, seq = raw
+        return cls(status.decode(), call_id.decode(), from_state.decode(), to_state.decode(),
+                   int(seq))  # fmt: skip
+
     @property
     def changed(self) -> bool:
         return self.status == "applied" and self.from_state != self.to_state
@@ -85,23 +92,31 @@ class CallStore:
         self._apply = client.register_script(_SCRIPT)
 
     def apply(self, change: Change) -> Outcome:
+        """Commit one change: one EVALSHA."""
+        return Outcome.parse(self._apply(args=self._args(change)))
+
+    def apply_on(self, pipeline: Any, change: Change) -> None:
+        """Queue the change on ``pipeline`` (a transaction with other writes); its reply is
+        that pipeline's, to read with :meth:`Outcome.parse`."""
+        self._apply(args=self._args(change), client=pipeline)
+
+    def _args(self, change: Change) -> list[Any]:
         plan = machine.plan(change.trigger)
-        args = [
+        create = change.create
+        return [
             self.settings.key_prefix,
             change.call_id,
             change.session_id,
             change.event,
             change.event_id,
-            json.dumps(plan.moves),
+            plan.moves_json,
             change.at or now_iso(),
             change.source,
             json.dumps(change.data, separators=(",", ":")),
             _fields_json(change.fields),
             ""
-            if change.create is None
-            else _fields_json(
-                {name: value for name, value in change.create.items() if value is not None}
-            ),
+            if create is None
+            else _fields_json({k: v for k, v in create.items() if v is not None}),
             change.mode,
             self.settings.call_retention,
             self.settings.feed_maxlen,
@@ -109,14 +124,6 @@ class CallStore:
             defaults.PENDING_TTL,
             int(time.time() * 1000),
         ]
-        status, call_id, from_state, to_state, seq = self._apply(args=args)  # type: ignore[arg-type]
-        return Outcome(
-            status=status.decode(),
-            call_id=call_id.decode(),
-            from_state=from_state.decode(),
-            to_state=to_state.decode(),
-            seq=int(seq),
-        )
 
     def get(
         self, call_id: str, history: bool = True, internal: bool = False

@@ -63,15 +63,36 @@ def test_a_young_call_is_not_restarted_by_a_concurrent_replay(calls: Calls) -> N
     assert calls.queue.count == 0  # the first request may still be queueing it
 
 
-def test_a_failed_placement_frees_its_idempotency_key(calls: Calls) -> None:
-    """A real failure inside Redis (the history key holds the wrong type) must not leave the
-    key claimed: otherwise every retry would get 409 for a day."""
+def test_a_failed_placement_frees_its_idempotency_key(
+    calls: Calls, redis_url: str, key_prefix: str
+) -> None:
+    """Redis unreachable while placing: nothing was created, so the key must not block the
+    client's retries for a day (it would get 409 "in progress" until it expires)."""
+    request = call_request(REQUEST)
+    key = calls.store.keys.idempotency("order-3")
+    # The key is claimed and the call looked up on the real Redis, but the queue's connection
+    # leads nowhere (port 1): queueing the start fails before the transaction is sent.
+    broken = Calls(redis.Redis(port=1, socket_connect_timeout=0.2), calls.settings)
+    broken.redis = broken.store.redis = calls.redis
+    with pytest.raises(redis.ConnectionError):
+        broken.place(request, idempotency_key="order-3")
+    assert calls.redis.exists(key) == 0 and calls.queue.count == 0
+    _, created = calls.place(request, idempotency_key="order-3")
+    assert created and calls.queue.count == 1
+
+
+def test_a_placement_that_half_failed_keeps_its_key(calls: Calls) -> None:
+    """A command failing inside the transaction (Redis runs the rest: no rollback) after the
+    call was written: the key stays, so the client's retry finds that call and places no
+    second one."""
     request = call_request({**REQUEST, "userId": "doomed-1"})
     calls.redis.set(calls.store.keys.history("doomed-1"), "not a list")
     with pytest.raises(redis.ResponseError):
-        calls.place(request, idempotency_key="order-3")
-    assert calls.redis.exists(calls.store.keys.idempotency("order-3")) == 0
-    assert calls.queue.count == 0
+        calls.place(request, idempotency_key="order-5")
+    assert calls.redis.exists(calls.store.keys.idempotency("order-5")) == 1
+    calls.redis.delete(calls.store.keys.history("doomed-1"))  # the damage repaired
+    again, created = calls.place(request, idempotency_key="order-5")
+    assert (again["id"], created) == ("doomed-1", False)
 
 
 def test_a_call_id_that_is_taken_is_a_conflict_and_frees_the_key(calls: Calls) -> None:
@@ -113,3 +134,15 @@ def test_stop_of_a_finished_dialin_is_idempotent(calls: Calls) -> None:
         )
     )  # fmt: skip
     assert calls.stop("dialin-s2")["state"] == "stopped"
+
+
+def test_a_key_claimed_by_a_request_that_died_is_taken_over(calls: Calls) -> None:
+    """The first request claimed the key and died before creating anything: after the wait
+    for it, the retry takes the key over and places the call (no 409 for a day)."""
+    request = call_request(REQUEST)
+    key = calls.store.keys.idempotency("order-6")
+    calls.redis.set(key, json.dumps({"digest": _digest(request), "callId": "never-made"}))
+    call, created = calls.place(request, idempotency_key="order-6")
+    assert created and call["id"] != "never-made" and calls.queue.count == 1
+    again, created = calls.place(request, idempotency_key="order-6")
+    assert (again["id"], created) == (call["id"], False)

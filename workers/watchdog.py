@@ -23,6 +23,7 @@ from workers.record import note, record
 
 _ALIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
 _UNANSWERED = frozenset({"dialing", "ringing", "connected"})
+_WATCHED = frozenset({"queued", *_UNANSWERED, "answered"})
 
 
 def stale_after(ctx: Context) -> float:
@@ -84,8 +85,8 @@ def watchdog(call_id: str, due_ms: int) -> str:
     """
     ctx = context()
     call = ctx.store.get(call_id, history=False, internal=True)
-    if call is None or call["state"] in ("stopped", "error"):
-        return "done"
+    if call is None or call["state"] not in _WATCHED:
+        return "done"  # finished (or a record that never became a call)
     if str(call.get("watchDue")) != str(due_ms):
         return "superseded"
     now = time.time()
