@@ -189,6 +189,11 @@ SANDBOX_TEST_REQUEST_TIMEOUT = 3.0
 #: breaker); Daily documents no figure, 5 s is a common webhook ceiling.
 SANDBOX_DELIVERY_TIMEOUT = 5.0
 
+#: Shortest time the sandbox holds a never-answered start (the ``hang`` outcome) open,
+#: whatever the time scale: at a tiny scale it must still outlast a client's connect and
+#: send, or it would look like the ``drop`` outcome instead of a request left hanging.
+SANDBOX_HANG_MIN = 1.0
+
 #: Consecutive failed deliveries that trip Daily's circuit breaker (webhook → ``FAILED``).
 WEBHOOK_FAILURE_LIMIT = 3
 

@@ -31,8 +31,10 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
+from telephony import defaults
 from telephony.cli import build_parser
 from telephony.config import RateLimit
+from telephony.sandbox import outcomes
 from telephony.sandbox.events import ANSWERED, CONNECTED, STOPPED, Event
 from telephony.sandbox.outcomes import FIXED, PARAMETRIZED, PHONES, outcome_for
 from telephony.sandbox.server import Sandbox
@@ -415,6 +417,19 @@ def test_every_phone_number_has_the_same_outcome_as_its_sip_user() -> None:
         assert outcome_for(other).name == "answer"
 
 
+def test_the_readme_table_is_the_outcomes_table() -> None:
+    def rows(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith("|")]
+
+    readme = (ROOT / "README.md").read_text().split("\n## The sandbox\n", 1)[1]
+    table = rows(str(outcomes.__doc__))
+    assert rows(readme.split("\n## ", 1)[0]) == table
+    for phone in PHONES:
+        assert sum(f"`{phone}`" in row for row in table) == 1
+    for stem, (prefix, _) in PARAMETRIZED.items():
+        assert sum(f"`{prefix}" in row and f"`sip:{stem}" in row for row in table) == 1
+
+
 TIMELINES = {
     "answer": (["dialout.connected", "dialout.answered"], "answered"),
     "noanswer": (["dialout.connected"], "connected"),
@@ -520,10 +535,10 @@ def test_shuffle_sends_every_event_twice_out_of_order(sandbox: Sandbox, receiver
     sid = started(sandbox, phoneNumber="+15550100070", userId="call-s")
     eventually(lambda: len(receiver.events(sid)) == 4, what="4 deliveries")
     got = receiver.events(sid)
-    types = [r.type for r in got]
+    types = [str(r.type) for r in got]
     assert sorted(types) == ["dialout.answered"] * 2 + ["dialout.connected"] * 2
     assert types[0] == "dialout.answered"  # answered before connected
-    ids = {r.type: set() for r in got}
+    ids: dict[str | None, set[str]] = {r.type: set() for r in got}
     for r in got:
         ids[r.type].add(r.json["id"])
     assert all(len(v) == 1 for v in ids.values())  # a duplicate is the same event (same id)
@@ -568,6 +583,94 @@ def test_drop_places_the_call_and_closes_the_connection(
         what="the dropped start's call answering",
     )
     assert receiver.events(sid)[0].json["payload"]["user_id"] == "call-d"
+
+
+class HungStart:
+    """A ``hang`` start on its own thread, with a client timeout far beyond the sandbox's hold."""
+
+    def __init__(self, sb: Sandbox, target: dict[str, str], timeout: float = 10.0) -> None:
+        self.error: BaseException | None = None
+        self.elapsed = 0.0
+        self.thread = threading.Thread(target=self._run, args=(sb, target, timeout), daemon=True)
+        self.thread.start()
+        eventually(lambda: sb.core.holds.held() == 1, what="the start held open")
+
+    def _run(self, sb: Sandbox, target: dict[str, str], timeout: float) -> None:
+        began = time.monotonic()
+        try:
+            start_ = post(sb, "/rooms/room-1/dialOut/start", target, timeout=timeout)
+            self.error = AssertionError(f"answered {start_.status_code}: {start_.text}")
+        except requests.RequestException as exc:
+            self.error = exc
+        self.elapsed = time.monotonic() - began
+
+    def closed_without_response(self, within: float) -> float:
+        """Seconds the request was held; fails unless the server closed it with no response."""
+        self.thread.join(within)
+        assert not self.thread.is_alive(), "still held"
+        assert isinstance(self.error, requests.ConnectionError), self.error
+        assert not isinstance(self.error, requests.Timeout)  # closed by the server, not us
+        return self.elapsed
+
+
+def assert_hung(attempt: dict[str, Any], released: str | None) -> None:
+    """A start that placed nothing and got no answer (it still used the rate limit)."""
+    assert (attempt["hung"], attempt["released"]) == (True, released)
+    assert (attempt["status"], attempt["sessionId"], attempt["dropped"]) == (None, None, False)
+    assert attempt["counted"] is True
+
+
+def test_hang_places_nothing_and_is_held_until_the_client_gives_up(
+    sandbox: Sandbox, receiver: Receiver
+) -> None:
+    register(sandbox, receiver.url)  # held for 60 s * 0.05 = 3 s at most
+    began = time.monotonic()
+    with pytest.raises(requests.ReadTimeout):
+        post(sandbox, "/rooms/room-1/dialOut/start", {"phoneNumber": "+15550100095"}, timeout=0.2)
+    eventually(lambda: sandbox.starts()[0]["released"], timeout=1.0, what="released")
+    assert time.monotonic() - began < 1.5  # noticed the client leaving, long before 3 s
+    (attempt,) = sandbox.starts()
+    assert_hung(attempt, "client")
+    assert (attempt["destination"], attempt["outcome"]) == ("+15550100095", "hang")
+    assert sandbox.core.holds.held() == 0
+    assert sandbox.sessions() == []
+    assert [d["type"] for d in sandbox.deliveries()] == ["test"]  # no webhook: no call
+    assert receiver.events() == []
+
+
+def test_hang_closes_without_a_response_at_its_bound_and_blocks_nothing() -> None:
+    with Sandbox(time_scale=0.001) as sb:  # 60 s * 0.001 is below the 1 s floor
+        hung = HungStart(sb, {"sipUri": "sip:hang@pbx.example", "userId": "call-h"})
+        began = time.monotonic()
+        sid = started(sb, phoneNumber="+15550100000")  # served while the other is held
+        assert requests.get(sb.base_url + "/_sandbox/starts", timeout=1).status_code == 200
+        assert time.monotonic() - began < 0.5
+        assert sb.starts()[0]["released"] is None  # still held
+        held = hung.closed_without_response(within=3.0)
+        assert defaults.SANDBOX_HANG_MIN <= held < defaults.SANDBOX_HANG_MIN + 1.0
+        hang, answered = sb.starts()
+        assert_hung(hang, "timeout")
+        assert (answered["status"], answered["sessionId"]) == (200, sid)
+        assert hang["userId"] == "call-h"
+        assert [s["sessionId"] for s in sb.sessions()] == [sid]  # only the answered start's
+
+
+def test_stop_releases_a_held_start_at_once() -> None:
+    before = set(threading.enumerate())
+    sb = Sandbox(time_scale=1.0).start()  # would hold it for 60 s
+    try:
+        hung = HungStart(sb, {"phoneNumber": "+15550100095"})
+    finally:
+        began = time.monotonic()
+        sb.stop()
+    assert time.monotonic() - began < 1.0
+    assert hung.closed_without_response(within=1.0) < 2.0
+    assert_hung(sb.starts()[0], "stopped")
+    eventually(
+        lambda: not set(threading.enumerate()) - before,
+        timeout=1.0,
+        what=f"threads to end: {set(threading.enumerate()) - before}",
+    )
 
 
 # --- rate limit ---------------------------------------------------------------------------------
@@ -707,10 +810,16 @@ def test_unknown_webhook_is_404_and_delete_removes_it(sandbox: Sandbox, receiver
     assert receiver.events() == []
 
 
-def test_envelope_and_payload_shapes(sandbox: Sandbox, receiver: Receiver) -> None:
+@pytest.mark.parametrize("with_user", [True, False], ids=["userId", "no-userId"])
+def test_envelope_and_payload_shapes(sandbox: Sandbox, receiver: Receiver, with_user: bool) -> None:
+    """Without a ``userId`` the payloads have no ``user_id`` key at all: nothing to echo."""
     register(sandbox, receiver.url)
-    sid = started(sandbox, phoneNumber="+15550100002", userId="call-shape", room="sales-1")
-    warn = started(sandbox, sipUri="sip:warning@pbx.example", userId="call-w", room="sales-1")
+    users = ("call-shape", "call-w") if with_user else (None, None)
+    ids = [{"userId": user} if user else {} for user in users]
+    dialout_fields = DIALOUT_FIELDS if with_user else DIALOUT_FIELDS - {"user_id"}
+    error_fields = dialout_fields - {"destination", "caller_id"} | {"error_msg"}
+    sid = started(sandbox, phoneNumber="+15550100002", room="sales-1", **ids[0])
+    warn = started(sandbox, sipUri="sip:warning@pbx.example", room="sales-1", **ids[1])
     eventually(lambda: len(receiver.events(sid)) == 2 and len(receiver.events(warn)) == 3)
     post(sandbox, "/rooms/sales-1/dialOut/stop", {"sessionId": warn})
     eventually(lambda: len(receiver.events(warn)) == 4, what="warning call's 4 events")
@@ -728,19 +837,19 @@ def test_envelope_and_payload_shapes(sandbox: Sandbox, receiver: Receiver) -> No
         assert payload["room"] == "sales-1"
         assert payload["domain_id"]
         if body["type"] == "dialout.error":
-            assert set(payload) == {"timestamp", "session_id", "user_id", "domain_id", "room"} | {
-                "error_msg"
-            }
+            assert set(payload) == error_fields
         elif body["type"] == "dialout.warning":
-            assert set(payload) == DIALOUT_FIELDS
+            assert set(payload) == dialout_fields
         else:
-            assert set(payload) == DIALOUT_FIELDS | {"origin"}
+            assert set(payload) == dialout_fields | {"origin"}
     pstn = receiver.events(sid)[0].json["payload"]
-    assert (pstn["session_id"], pstn["user_id"]) == (sid, "call-shape")
+    assert (pstn["session_id"], pstn.get("user_id")) == (sid, users[0])
     assert pstn["destination"] == "+15550100002"
     assert pstn["caller_id"] and pstn["origin"].startswith("+")
     sip = receiver.events(warn)[0].json["payload"]
-    assert (sip["user_id"], sip["destination"]) == ("call-w", "sip:warning@pbx.example")
+    assert (sip.get("user_id"), sip["destination"]) == (users[1], "sip:warning@pbx.example")
+    assert [session(sandbox, s)["userId"] for s in (sid, warn)] == list(users)
+    assert [a["userId"] for a in sandbox.starts()] == list(users)
     assert receiver.types(warn) == [
         "dialout.connected",
         "dialout.warning",

@@ -1,8 +1,10 @@
 """The sandbox's HTTP face: Daily's REST routes under ``/v1`` and introspection under ``/_sandbox``.
 
 ``/_sandbox/*`` is not Daily's API and needs no key: ``GET /_sandbox/starts`` (every start
-attempt: ``t`` monotonic seconds, ``userId``, ``destination``, ``status``, ``sessionId``,
-``counted`` by the rate limit), ``GET /_sandbox/sessions`` (each session's ``state`` and the
+attempt: ``t`` monotonic seconds, ``userId``, ``destination``, ``status`` (``null`` when no
+response was sent), ``sessionId``, ``counted`` by the rate limit, ``dropped`` (placed, no
+response), ``hung`` (nothing placed, no response) and its ``released`` reason: ``client``,
+``timeout`` or ``stopped``), ``GET /_sandbox/sessions`` (each session's ``state`` and the
 ``events`` it sent, in order), ``GET /_sandbox/deliveries`` (every webhook POST: ``eventId``,
 ``type``, ``attempt``, ``status``, ``ok``, ``error``; test requests have type ``"test"``),
 ``GET /_sandbox/webhooks``, and ``POST /_sandbox/reset`` (body ``{"webhooks": true}`` also
@@ -11,6 +13,7 @@ deletes the webhooks).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -23,7 +26,7 @@ from telephony import validation
 from telephony.sandbox import errors
 from telephony.sandbox.core import SandboxCore
 from telephony.sandbox.errors import ApiError
-from telephony.sandbox.starts import hosting_room
+from telephony.sandbox.starts import Unanswered, hosting_room
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +34,21 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 
 
-def _drop_connection() -> None:
-    """Close the client's connection with no response at all (the ``drop`` outcome).
-
-    The view still returns; werkzeug's write then fails with a broken pipe, which it treats as
-    a client that went away.
-    """
+def _client_socket() -> socket.socket:
     sock = request.environ.get("werkzeug.socket")
     if not isinstance(sock, socket.socket):
-        raise RuntimeError("the drop outcome needs the werkzeug server")
-    sock.shutdown(socket.SHUT_RDWR)
+        raise RuntimeError("the drop and hang outcomes need the werkzeug server")
+    return sock
+
+
+def _drop_connection(sock: socket.socket) -> None:
+    """Close the client's connection with no response at all (``drop`` and ``hang``).
+
+    The view still returns; werkzeug's write then fails with a broken pipe, which it treats as
+    a client that went away. A client that already left may have reset it: nothing to close.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _daily(core: SandboxCore) -> Blueprint:
@@ -58,14 +66,20 @@ def _daily(core: SandboxCore) -> Blueprint:
 
     @bp.post("/rooms/<room>/dialOut/start")
     def start(room: str) -> Any:
-        session = core.desk.start(room, request.get_data())
+        try:
+            session = core.desk.start(room, request.get_data())
+        except Unanswered as unanswered:
+            sock = _client_socket()
+            core.hold(unanswered, sock)
+            _drop_connection(sock)
+            return {}  # never sent: the connection is closed
         outcome = session.outcome
         if outcome.response_delay:
             time.sleep(outcome.response_delay * core.time_scale)
         if outcome.early:
             core.sessions.wait_delivered(session, core.early_timeout)
         if outcome.drop:
-            _drop_connection()
+            _drop_connection(_client_socket())
         return {"ok": "true", "sessionId": session.id}
 
     @bp.post("/rooms/<room>/dialOut/stop")

@@ -8,15 +8,18 @@ introspection is the same data either way.
 from __future__ import annotations
 
 import hmac
+import socket
 from typing import Any
 
+from telephony import defaults
 from telephony.config import RateLimit
 from telephony.sandbox.delivery import DeliveryLog
 from telephony.sandbox.events import DOMAIN_ID
+from telephony.sandbox.holds import Holds
 from telephony.sandbox.ratelimit import SlidingWindowLimiter
 from telephony.sandbox.scheduler import Scheduler
 from telephony.sandbox.sessions import Sessions
-from telephony.sandbox.starts import StartDesk
+from telephony.sandbox.starts import StartDesk, Unanswered
 from telephony.sandbox.webhooks import Webhooks
 
 
@@ -49,12 +52,19 @@ class SandboxCore:
             scheduler=self.scheduler, publish=self.webhooks.publish, time_scale=time_scale
         )
         self.desk = StartDesk(SlidingWindowLimiter(rate_limit), self.sessions)
+        self.holds = Holds()
 
     def authorized(self, header: str | None) -> bool:
         scheme, _, token = (header or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return False
         return hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+
+    def hold(self, unanswered: Unanswered, sock: socket.socket) -> None:
+        """Leave a never-answered start hanging on ``sock`` until the client gives up, its
+        (scaled) time is up, or the sandbox stops; the attempt records which."""
+        seconds = max(defaults.SANDBOX_HANG_MIN, unanswered.outcome.hang * self.time_scale)
+        unanswered.attempt.released = self.holds.hold(sock, seconds)
 
     def starts(self) -> list[dict[str, Any]]:
         return self.desk.attempts()
@@ -79,6 +89,7 @@ class SandboxCore:
         self.deliveries.clear()
 
     def close(self) -> None:
+        self.holds.close()
         self.sessions.reset()
         self.scheduler.stop()
         self.webhooks.close()

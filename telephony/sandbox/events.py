@@ -2,6 +2,10 @@
 
 Payload builders live here and nowhere else, so a field rename is one edit and the tests can
 hold the sandbox to the table field by field.
+
+``user_id`` is the start's ``userId`` echoed back; a start without one gets ``dialout.*``
+payloads without the key (not a made-up id, not ``null``): Daily documents no value for it,
+and the absent key is the case a receiver that matches calls by ``user_id`` must survive.
 """
 
 from __future__ import annotations
@@ -80,7 +84,8 @@ class Leg:
     """Who a dial-out event is about: the fields every ``dialout.*`` payload repeats."""
 
     session_id: str
-    user_id: str
+    #: The start's ``userId``; ``None`` leaves ``user_id`` out of every payload.
+    user_id: str | None
     domain_id: str
     room: str
     destination: str
@@ -115,25 +120,14 @@ def _timestamp() -> str:
 
 
 def dialout(type_: str, leg: Leg, error_msg: str | None = None) -> Event:
+    payload: dict[str, Any] = {"timestamp": _timestamp(), "session_id": leg.session_id}
+    if leg.user_id is not None:
+        payload["user_id"] = leg.user_id
+    payload |= {"domain_id": leg.domain_id, "room": leg.room}
     if type_ == ERROR:
-        payload: dict[str, Any] = {
-            "timestamp": _timestamp(),
-            "session_id": leg.session_id,
-            "user_id": leg.user_id,
-            "domain_id": leg.domain_id,
-            "room": leg.room,
-            "error_msg": error_msg or "",
-        }
+        payload["error_msg"] = error_msg or ""
         return Event(type_, payload)
-    payload = {
-        "timestamp": _timestamp(),
-        "session_id": leg.session_id,
-        "user_id": leg.user_id,
-        "domain_id": leg.domain_id,
-        "room": leg.room,
-        "destination": leg.destination,
-        "caller_id": leg.caller_id,
-    }
+    payload |= {"destination": leg.destination, "caller_id": leg.caller_id}
     if type_ != WARNING:
         payload["origin"] = leg.origin
     return Event(type_, payload)

@@ -20,9 +20,14 @@ time scale 1.0; the sandbox multiplies each by its ``time_scale``.
 | `+15550100092` | `sip:servererror@` | 500 `server-error` "internal error" (no call) |
 | `+15550100093` | `sip:drop@` | the call IS placed (webhooks flow as answer) but the connection is closed without any response |
 | `+15550100094` | `sip:warning@` | as answer, plus a `dialout.warning` at 0.5 s, after connect |
+| `+15550100095` | `sip:hang@` | never answered and NO call placed: the request is held open until the client gives up or 60 s pass (at least 1 s at any time scale), then the connection is closed without any response; `/_sandbox/starts` shows it `hung`, status null, no `sessionId` (it did use the rate limit) |
 
 Rooms: a room named `not-hosting` answers 404 `not-found-error` "Room is not hosting a call"
 on every `/rooms/{room}/...` endpoint; every other valid room name hosts a call.
+
+A start without `userId` gets webhooks without `user_id`: Daily's `user_id` is the caller's
+`userId` echoed back, so there is nothing to echo, and inventing one would hide a service that
+relies on a field it never set.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -71,6 +76,9 @@ class Outcome:
     early: bool = False
     #: Close the connection instead of answering the start.
     drop: bool = False
+    #: Place nothing and never answer: hold the start open this many seconds (or until the
+    #: client leaves), then close the connection; 0 = the start is answered.
+    hang: float = 0.0
 
 
 ANSWER = (Step(0.3, CONNECTED), Step(1.0, ANSWERED))
@@ -98,6 +106,7 @@ FIXED: dict[str, Outcome] = {
         Outcome("servererror", refusal=INTERNAL),
         Outcome("drop", ANSWER, drop=True),
         Outcome("warning", (Step(0.3, CONNECTED), Step(0.5, WARNING), Step(1.0, ANSWERED))),
+        Outcome("hang", hang=60.0),
     )
 }
 
@@ -114,6 +123,7 @@ PHONES: dict[str, str] = {
     "+15550100092": "servererror",
     "+15550100093": "drop",
     "+15550100094": "warning",
+    "+15550100095": "hang",
 }
 
 #: Outcomes taking a digit 1..9: SIP user stem -> (phone prefix, outcome for the digit).

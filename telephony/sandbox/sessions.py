@@ -110,7 +110,7 @@ class Sessions:
         phone = fields.get("phoneNumber")
         leg = Leg(
             session_id=str(uuid.uuid4()),
-            user_id=fields.get("userId") or str(uuid.uuid4()),
+            user_id=fields.get("userId"),
             domain_id=events.DOMAIN_ID,
             room=room,
             destination=phone or fields["sipUri"],

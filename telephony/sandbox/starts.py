@@ -2,8 +2,9 @@
 
 The order matters and is Daily-like: a malformed request is refused before it can use any of
 the rate limit, a 429 does not count either, and every start that passed the limiter counts
-(even one the outcome then refuses), because it reached the dial-out machinery. Every attempt
-is logged with its monotonic time, so tests can check the service's pacing.
+(even one the outcome then refuses or never answers), because it reached the dial-out
+machinery. Every attempt is logged with its monotonic time, so tests can check the service's
+pacing.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class Attempt:
     status: int | None = None
     session_id: str | None = None
     dropped: bool = False
+    #: Never answered and nothing placed (the ``hang`` outcome): ``status`` stays ``None``.
+    hung: bool = False
+    #: Why a hung start's request ended (:mod:`telephony.sandbox.holds`); ``None`` while held.
+    released: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,7 +59,18 @@ class Attempt:
             "status": self.status,
             "sessionId": self.session_id,
             "dropped": self.dropped,
+            "hung": self.hung,
+            "released": self.released,
         }
+
+
+class Unanswered(Exception):
+    """A start Daily never answers and that placed no call: the app holds its request open."""
+
+    def __init__(self, attempt: Attempt, outcome: Outcome) -> None:
+        super().__init__(f"start to {attempt.destination} is never answered")
+        self.attempt = attempt
+        self.outcome = outcome
 
 
 class StartDesk:
@@ -66,7 +82,8 @@ class StartDesk:
         self._lock = threading.Lock()
 
     def start(self, room: str, raw: bytes) -> Session:
-        """Place a call for a start request, or raise the :class:`ApiError` Daily answers."""
+        """Place a call for a start request, or raise the :class:`ApiError` Daily answers
+        (:class:`Unanswered` when it answers nothing and places nothing)."""
         attempt = Attempt(t=time.monotonic(), room=room)
         with self._lock:
             self._attempts.append(attempt)
@@ -74,6 +91,9 @@ class StartDesk:
             session = self._start(attempt, room, raw)
         except ApiError as exc:
             attempt.status = exc.status
+            raise
+        except Unanswered:
+            attempt.hung = True
             raise
         attempt.session_id = session.id
         attempt.dropped = session.outcome.drop
@@ -103,6 +123,8 @@ class StartDesk:
         attempt.counted = True
         attempt.t = counted_at  # exactly the time the limiter counted
         self._refuse(outcome, attempt.user_id or destination)
+        if outcome.hang:
+            raise Unanswered(attempt, outcome)
         return self._sessions.place(room, fields, outcome)
 
     def _refuse(self, outcome: Outcome, key: str) -> None:
