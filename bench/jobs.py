@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="per HTTP enqueue run")
     parser.add_argument("--clients", type=int, default=4, help="HTTP client processes")
     parser.add_argument("--server-workers", type=int, default=2, help="granian workers")
-    parser.add_argument("--server-threads", type=int, default=8, help="granian threads each")
+    parser.add_argument("--server-threads", type=int, default=2, help="granian threads each")
     args = parser.parse_args(argv)
     began = time.monotonic()
 
