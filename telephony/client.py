@@ -23,8 +23,8 @@ import redis
 
 from telephony import defaults, machine
 from telephony.calls import CallConflict, CallNotFound, Calls, CommandError
-from telephony.config import ConfigError, Settings
-from telephony.store import CallStore
+from telephony.config import Settings
+from telephony.store import CallStore, connect
 from telephony.validation import (
     ValidationError,
     call_request,
@@ -265,12 +265,8 @@ class TelephonyClient:
         settings = settings or Settings.from_env()
         if redis_url:
             settings = dataclasses.replace(settings, redis_url=redis_url)
-        if not settings.redis_url:
-            raise ConfigError("REDIS_URL is not set: the client needs the service's Redis")
         self.settings = settings
-        self.redis: Any = redis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=10
-        )
+        self.redis: Any = connect(settings, "the client", socket_timeout=10)
         self.store = CallStore(self.redis, settings)
         self.calls = Calls(self.redis, settings, self.store)
 

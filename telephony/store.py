@@ -17,11 +17,22 @@ from typing import Any, Literal
 import redis
 
 from telephony import defaults, machine
-from telephony.config import Settings
+from telephony.config import ConfigError, Settings
 from telephony.keys import Keys
 
 Status = Literal["applied", "ignored", "duplicate", "held", "exists", "orphan"]
 _SCRIPT = resources.files("telephony").joinpath("apply.lua").read_text()
+
+
+def connect(settings: Settings, who: str, **options: Any) -> Any:
+    """The Redis client of one process (``redis.Redis``; typed ``Any``: redis-py's results
+    are unions of every RESP shape). ``ConfigError`` names the variable when it is unset."""
+    if not settings.redis_url:
+        raise ConfigError(
+            f"REDIS_URL is not set: {who} needs the service's Redis "
+            "(only `telephony demo` starts its own)"
+        )
+    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, **options)
 
 
 def now_iso() -> str:

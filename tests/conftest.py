@@ -176,6 +176,22 @@ class DialOut:
         return change
 
 
+def answered_call(store: Any) -> str:
+    """A dial-out that Daily reports answered, as the API, its worker and one webhook leave it
+    in ``store``; its id."""
+    call = DialOut()
+    for change in (call.queue(), call.dial(), call.accept()):
+        store.apply(change)
+    store.apply(call.webhook("dialout.answered", f"evt-{call.call_id}"))
+    return call.call_id
+
+
+@pytest.fixture
+def answered() -> Any:
+    """``answered(store) -> call id``: an answered dial-out (see :func:`answered_call`)."""
+    return answered_call
+
+
 @pytest.fixture
 def dialout() -> type[DialOut]:
     """``dialout()``: a fresh call id and session id, and the changes of that call."""

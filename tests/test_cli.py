@@ -102,14 +102,6 @@ def running(env: dict[str, str]) -> Iterator[Any]:
         process.kill()
 
 
-def answered(store: CallStore) -> str:
-    call = DialOut()
-    for change in (call.queue(), call.dial(), call.accept()):
-        store.apply(change)
-    store.apply(call.webhook("dialout.answered", f"evt-{call.call_id}"))
-    return call.call_id
-
-
 # --- help ---------------------------------------------------------------------------------------
 
 
@@ -223,7 +215,7 @@ def test_stop_show_and_refused_commands(env: dict[str, str], call_store: CallSto
 
 
 def test_transfer_and_dtmf_on_an_answered_call(
-    env: dict[str, str], call_store: CallStore, queue: Queue
+    env: dict[str, str], call_store: CallStore, queue: Queue, answered: Any
 ) -> None:
     call_id = answered(call_store)
     transfer = run(env, "transfer", call_id, PHONE, "--extension", "12", "--json")

@@ -7,10 +7,10 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
-from conftest import DialOut
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -37,14 +37,6 @@ def queue(settings: Settings, redis_client: redis.Redis) -> Queue:
 
 def queued_jobs(queue: Queue) -> list[tuple[str | None, list[object]]]:
     return [(job.func_name, list(job.args)) for job in queue.get_jobs()]
-
-
-def answered(store: CallStore) -> str:
-    call = DialOut()
-    for change in (call.queue(), call.dial(), call.accept()):
-        store.apply(change)
-    store.apply(call.webhook("dialout.answered", f"evt-{call.call_id}"))
-    return call.call_id
 
 
 def note(store: CallStore, call_id: str, event: str) -> None:
@@ -172,7 +164,7 @@ def test_commands_check_the_call_state(client: TelephonyClient, queue: Queue) ->
 
 
 def test_commands_on_an_answered_call_are_queued(
-    client: TelephonyClient, queue: Queue, call_store: CallStore
+    client: TelephonyClient, queue: Queue, call_store: CallStore, answered: Any
 ) -> None:
     call_id = answered(call_store)
     assert client.send_dtmf(call_id, "9#", method="auto", digit_duration_ms=80).state == "answered"
@@ -185,7 +177,7 @@ def test_commands_on_an_answered_call_are_queued(
 
 
 def test_invalid_commands_name_fields_as_passed(
-    client: TelephonyClient, queue: Queue, call_store: CallStore
+    client: TelephonyClient, queue: Queue, call_store: CallStore, answered: Any
 ) -> None:
     call_id = answered(call_store)
     with pytest.raises(ValidationError) as dtmf:

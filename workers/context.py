@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import redis
-
 from telephony.calls import Calls
 from telephony.config import Settings
 from telephony.daily import DailyClient
 from telephony.limiter import LiveCalls, SlidingWindowLimiter
-from telephony.store import CallStore
+from telephony.store import CallStore, connect
 
 
 @dataclass
@@ -31,9 +29,7 @@ class Context:
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
-        if not settings.redis_url:
-            raise RuntimeError("REDIS_URL is not set")
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        client = connect(settings, "a worker")
         store = CallStore(client, settings)
         return cls(
             settings=settings,

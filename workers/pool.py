@@ -19,21 +19,19 @@ import uuid
 from types import FrameType
 from typing import Any
 
-import redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from telephony import defaults
 from telephony.config import Settings
+from telephony.store import connect
 
 log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings, name: str, burst: bool = False, level: str = "WARNING") -> None:
     """One worker, in the current process, until stopped (or idle, with ``burst``)."""
-    if not settings.redis_url:
-        raise RuntimeError("REDIS_URL is not set")
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect(settings, "a worker")
     queue = Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
     worker = SimpleWorker([queue], connection=client, name=name, serializer=JSONSerializer)
     worker.work(burst=burst, with_scheduler=True, logging_level=level)

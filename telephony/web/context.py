@@ -13,7 +13,7 @@ from telephony.calls import Calls
 from telephony.config import Settings
 from telephony.inbound import Receiver
 from telephony.keys import Keys
-from telephony.store import CallStore
+from telephony.store import CallStore, connect
 
 
 @dataclass
@@ -26,11 +26,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        if not settings.redis_url:
-            raise RuntimeError("REDIS_URL is not set (only `telephony demo` starts its own Redis)")
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
-        )
+        client = connect(settings, "the web server", socket_timeout=5, health_check_interval=30)
         store = CallStore(client, settings)
         return cls(
             settings, client, store, Receiver(store, settings), Calls(client, settings, store)
