@@ -9,15 +9,30 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """No access log: tests start many servers and read what they recorded instead."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
 
 
 class ServerThread:
     """Serve ``app`` on ``host:port`` (0 = a free port) until :meth:`stop`."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True)
-        self.server.daemon_threads = True  # type: ignore[attr-defined]
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        request_handler: type[WSGIRequestHandler] | None = None,
+    ) -> None:
+        # threaded=True is werkzeug's ThreadedWSGIServer: its request threads are daemons.
+        self.server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=request_handler
+        )
         self.host = host
         self.port: int = self.server.server_port
         self._thread = threading.Thread(

@@ -14,31 +14,33 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 import pytest
 import requests
+from werkzeug.wrappers import Request, Response
 
 from telephony import defaults
 from telephony.cli import build_parser
 from telephony.config import RateLimit
+from telephony.redis_server import free_port
 from telephony.sandbox import outcomes
 from telephony.sandbox.events import ANSWERED, CONNECTED, STOPPED, Event
 from telephony.sandbox.outcomes import FIXED, PARAMETRIZED, PHONES, outcome_for
 from telephony.sandbox.server import Sandbox
 from telephony.sandbox.sessions import shuffled
+from telephony.serving import QuietRequestHandler, ServerThread
 
 T = TypeVar("T")
 WEBHOOK_SECRET = base64.b64encode(b"sandbox-tests-webhook-secret").decode()
@@ -96,28 +98,19 @@ class Receiver:
         self.received: list[Received] = []
         self._script: deque[tuple[int, float]] = deque()
         self._lock = threading.Lock()
-        receiver = self
+        self._server = ServerThread(self._app, request_handler=QuietRequestHandler).start()
+        self.url = f"{self._server.url}/hook"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver._lock:
-                    receiver.received.append(Received(time.monotonic(), dict(self.headers), raw))
-                    status, delay = receiver._script.popleft() if receiver._script else (200, 0)
-                time.sleep(delay)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_port}/hook"
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+    def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        if request.method != "POST":
+            return Response(status=405)(environ, start_response)
+        raw = request.get_data()
+        with self._lock:
+            self.received.append(Received(time.monotonic(), dict(request.headers), raw))
+            status, delay = self._script.popleft() if self._script else (200, 0)
+        time.sleep(delay)
+        return Response(status=status)(environ, start_response)
 
     def answer(self, status: int, times: int = 1, delay: float = 0.0) -> None:
         with self._lock:
@@ -134,8 +127,7 @@ class Receiver:
         return [r.type for r in self.events(session_id)]
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 @pytest.fixture
@@ -761,9 +753,7 @@ def test_create_fails_unless_the_test_request_gets_a_prompt_200(
 
 
 def test_create_fails_for_an_unreachable_url(sandbox: Sandbox) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again before the test request
+    port = free_port()  # closed again before the test request
     response = post(sandbox, "/webhooks", {"url": f"http://127.0.0.1:{port}/hook"})
     assert_error(response, 400, "invalid-request-error", "test request")
     (attempt,) = sandbox.deliveries()
@@ -999,16 +989,18 @@ def test_reset_cancels_pending_timelines(receiver: Receiver) -> None:
 
 def test_cli_arguments() -> None:
     args = build_parser().parse_args(["sandbox", "--rate-limit", "3/1s", "--time-scale", "0.1"])
-    assert (args.rate_limit, args.time_scale, args.port) == (RateLimit(3, 1.0), 0.1, 8790)
+    assert (args.rate_limit, args.time_scale, args.port) == (
+        RateLimit(3, 1.0),
+        0.1,
+        defaults.SANDBOX_PORT,
+    )
     for bad in (["--rate-limit", "fast"], ["--time-scale", "-1"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["sandbox", *bad])
 
 
 def test_cli_runs_registers_a_webhook_and_stops_on_sigterm(receiver: Receiver) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DAILY_API_KEY": "cli-key"}
     command = [sys.executable, "-m", "telephony", "sandbox", "--port", str(port)]
     command += ["--webhook-url", receiver.url, "--webhook-secret", WEBHOOK_SECRET]

@@ -139,15 +139,15 @@ def _introspection(core: SandboxCore) -> Blueprint:
 
     @bp.get("/starts")
     def starts() -> Any:
-        return jsonify(core.starts())
+        return jsonify(core.desk.attempts())
 
     @bp.get("/sessions")
     def sessions() -> Any:
-        return jsonify(core.session_list())
+        return jsonify(core.sessions.snapshot())
 
     @bp.get("/deliveries")
     def deliveries() -> Any:
-        return jsonify(core.delivery_list())
+        return jsonify(core.deliveries.entries())
 
     @bp.get("/webhooks")
     def webhooks() -> Any:

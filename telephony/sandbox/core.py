@@ -7,16 +7,14 @@ introspection is the same data either way.
 
 from __future__ import annotations
 
-import hmac
 import socket
-from typing import Any
 
 from telephony import defaults
-from telephony.config import RateLimit
+from telephony.config import RateLimit, Secret
 from telephony.sandbox.delivery import DeliveryLog
 from telephony.sandbox.events import DOMAIN_ID
 from telephony.sandbox.holds import Holds
-from telephony.sandbox.ratelimit import SlidingWindowLimiter
+from telephony.sandbox.ratelimit import LocalSlidingWindow
 from telephony.sandbox.scheduler import Scheduler
 from telephony.sandbox.sessions import Sessions
 from telephony.sandbox.starts import StartDesk, Unanswered
@@ -35,7 +33,7 @@ class SandboxCore:
     ) -> None:
         if time_scale < 0:
             raise ValueError("time_scale must not be negative")
-        self.api_key = api_key
+        self.api_key = Secret(api_key)
         self.time_scale = time_scale
         #: Longest an ``early`` start response waits for its webhooks to be delivered.
         self.early_timeout = 2 * delivery_timeout
@@ -51,29 +49,20 @@ class SandboxCore:
         self.sessions = Sessions(
             scheduler=self.scheduler, publish=self.webhooks.publish, time_scale=time_scale
         )
-        self.desk = StartDesk(SlidingWindowLimiter(rate_limit), self.sessions)
+        self.desk = StartDesk(LocalSlidingWindow(rate_limit), self.sessions)
         self.holds = Holds()
 
     def authorized(self, header: str | None) -> bool:
         scheme, _, token = (header or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return False
-        return hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+        return self.api_key.matches(token.strip())
 
     def hold(self, unanswered: Unanswered, sock: socket.socket) -> None:
         """Leave a never-answered start hanging on ``sock`` until the client gives up, its
         (scaled) time is up, or the sandbox stops; the attempt records which."""
         seconds = max(defaults.SANDBOX_HANG_MIN, unanswered.outcome.hang * self.time_scale)
         unanswered.attempt.released = self.holds.hold(sock, seconds)
-
-    def starts(self) -> list[dict[str, Any]]:
-        return self.desk.attempts()
-
-    def session_list(self) -> list[dict[str, Any]]:
-        return self.sessions.snapshot()
-
-    def delivery_list(self) -> list[dict[str, Any]]:
-        return self.deliveries.entries()
 
     def reset(self, *, webhooks: bool = False) -> None:
         """Forget calls, starts, deliveries, refusal counts and the rate-limit history.

@@ -23,8 +23,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -32,6 +32,7 @@ import requests
 from telephony import defaults
 from telephony.sandbox.events import Event
 from telephony.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, decode_secret, sign
+from telephony.store import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ EXPONENTIAL = "exponential"
 
 @dataclass
 class Webhook:
-    """Daily's webhook object; mutated only under its courier's lock."""
+    """Daily's webhook object; changed or replaced only under its courier's lock."""
 
     uuid: str
     url: str
@@ -79,16 +80,10 @@ class Webhook:
         return not self.event_types or type_ in self.event_types
 
 
-def iso_now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-
-
 @dataclass(frozen=True)
 class Result:
     status: int | None
     error: str | None
-    elapsed: float
 
     def ok(self, *, exact_200: bool = False) -> bool:
         if self.error is not None or self.status is None:
@@ -104,7 +99,14 @@ class DeliveryLog:
         self._lock = threading.Lock()
 
     def record(
-        self, webhook: Webhook, event_id: str | None, type_: str, attempt: int, result: Result
+        self,
+        webhook: Webhook,
+        event_id: str | None,
+        type_: str,
+        attempt: int,
+        result: Result,
+        *,
+        ok: bool,
     ) -> None:
         entry = {
             "webhook": webhook.uuid,
@@ -114,7 +116,7 @@ class DeliveryLog:
             "attempt": attempt,
             "t": time.monotonic(),
             "status": result.status,
-            "ok": result.ok(exact_200=event_id is None),
+            "ok": ok,
             "error": result.error,
         }
         with self._lock:
@@ -157,13 +159,13 @@ def post_signed(
         response = poster(webhook.url, data=body, headers=headers, timeout=timeout)
         response.close()
     except requests.Timeout:
-        return Result(None, f"timed out after {timeout:g}s", time.monotonic() - started)
+        return Result(None, f"timed out after {timeout:g}s")
     except requests.RequestException as exc:
-        return Result(None, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
+        return Result(None, f"{type(exc).__name__}: {exc}")
     elapsed = time.monotonic() - started
     if elapsed > timeout:
-        return Result(response.status_code, f"slow: answered after {elapsed:.2f}s", elapsed)
-    return Result(response.status_code, None, elapsed)
+        return Result(response.status_code, f"slow: answered after {elapsed:.2f}s")
+    return Result(response.status_code, None)
 
 
 class Dispatch:
@@ -219,23 +221,22 @@ class Courier:
         with self.lock:
             return self.webhook.to_json()
 
-    def enqueue(self, event: Event, dispatch: Dispatch) -> bool:
+    def enqueue(self, event: Event, dispatch: Dispatch) -> None:
         """Queue ``event`` if this webhook is active and subscribed to it."""
         with self._cond:
             if self._closed or self.webhook.state != ACTIVE or not self.webhook.wants(event.type):
-                return False
+                return
             dispatch.add()
             self._queue.append((event, dispatch))
             self._cond.notify_all()
-            return True
 
-    def update(self, apply: Callable[[Webhook], None]) -> None:
-        """Change the webhook (already test-requested) and re-activate it."""
+    def update(self, settings: Mapping[str, Any]) -> None:
+        """Set the webhook's ``settings`` (attribute names, already test-requested) and
+        re-activate it."""
         with self._cond:
-            apply(self.webhook)
-            self.webhook.state = ACTIVE
-            self.webhook.failed_count = 0
-            self.webhook.updated_at = iso_now()
+            self.webhook = replace(
+                self.webhook, **settings, state=ACTIVE, failed_count=0, updated_at=now_iso()
+            )
 
     def drop_queue(self) -> None:
         """Forget everything queued or waiting for a retry."""
@@ -284,22 +285,23 @@ class Courier:
             with self.lock:
                 if self._generation != generation:
                     return
-                webhook = Webhook(**vars(self.webhook))  # a consistent copy to send with
+                webhook = replace(self.webhook)  # a consistent copy to send with
             result = post_signed(session, webhook, event.body(), self._timeout)
-            self._deliveries.record(webhook, event.id, event.type, attempt, result)
+            ok = result.ok()
+            self._deliveries.record(webhook, event.id, event.type, attempt, result, ok=ok)
             with self._cond:
                 if self._generation != generation:
                     return
-                if result.ok():
+                if ok:
                     self.webhook.failed_count = 0
-                    self.webhook.last_moment_pushed = iso_now()
+                    self.webhook.last_moment_pushed = now_iso()
                     return
                 self.webhook.failed_count += 1
                 if self.webhook.retry_type == CIRCUIT_BREAKER:
                     if self.webhook.failed_count >= defaults.WEBHOOK_FAILURE_LIMIT:
                         log.info("sandbox: webhook %s FAILED", webhook.uuid)
                         self.webhook.state = FAILED
-                        self.webhook.updated_at = iso_now()
+                        self.webhook.updated_at = now_iso()
                         self._drop_locked()
                     return
                 if attempt > retries:

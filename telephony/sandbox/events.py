@@ -102,14 +102,14 @@ class Event:
     id: str = field(default_factory=lambda: f"evt-{uuid.uuid4()}")
     at: float = field(default_factory=time.monotonic)
 
-    def body(self, event_ts: float | None = None) -> bytes:
+    def body(self) -> bytes:
         """The envelope as sent; ``event_ts`` is when this copy leaves, so it differs per try."""
         envelope = {
             "version": VERSION,
             "type": self.type,
             "id": self.id,
             "payload": self.payload,
-            "event_ts": round(time.time() if event_ts is None else event_ts, 3),
+            "event_ts": round(time.time(), 3),
         }
         return json.dumps(envelope, separators=(",", ":")).encode()
 

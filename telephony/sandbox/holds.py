@@ -18,6 +18,11 @@ CLIENT = "client"
 TIMEOUT = "timeout"
 STOPPED = "stopped"
 
+#: Seconds :meth:`Holds.close` waits for held requests to leave before closing its socketpair
+#: (each leaves as soon as it wakes; a straggler keeps the pair open rather than select on a
+#: closed socket).
+CLOSE_WAIT = 1.0
+
 #: ``recv`` that never blocks where the platform has the flag (select said readable anyway).
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
@@ -47,19 +52,18 @@ class Holds:
         with self._cond:
             return self._held
 
-    def close(self, timeout: float = 1.0) -> bool:
-        """Release every held request and wait (``timeout`` at most) until all have left."""
+    def close(self) -> None:
+        """Release every held request and wait (:data:`CLOSE_WAIT` at most) until all left."""
         with self._cond:
             first = not self._closed
             self._closed = True
         if first:
             self._wake_write.send(b"x")  # never read: stays readable for every later select
         with self._cond:
-            done = self._cond.wait_for(lambda: self._held == 0, timeout)
+            done = self._cond.wait_for(lambda: self._held == 0, CLOSE_WAIT)
         if done and first:
             self._wake_read.close()
             self._wake_write.close()
-        return done
 
     def _wait(self, sock: socket.socket, deadline: float) -> str:
         while (left := deadline - time.monotonic()) > 0:

@@ -3,6 +3,9 @@
 A fixed-window counter would let 2N starts through across a window boundary; the log keeps
 the time of every accepted start inside the window, so the sandbox is as strict as the limit
 the service must respect. Refused attempts are not logged: they do not count.
+
+In memory, for one sandbox process: not :class:`telephony.limiter.SlidingWindowLimiter`, the
+service's Redis-backed limiter shared by every worker.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import deque
 from telephony.config import RateLimit
 
 
-class SlidingWindowLimiter:
+class LocalSlidingWindow:
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
         self._accepted: deque[float] = deque()

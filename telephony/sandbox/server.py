@@ -14,28 +14,17 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-
 from telephony import defaults
 from telephony.config import ConfigError, RateLimit
 from telephony.sandbox.app import create_app
 from telephony.sandbox.core import SandboxCore
 from telephony.sandbox.errors import ApiError
+from telephony.serving import QuietRequestHandler, ServerThread
 
 log = logging.getLogger(__name__)
 
 
 DEFAULT_RATE_LIMIT = RateLimit.parse(defaults.DIALOUT_LIMIT)
-
-#: Seconds between the server loop's shutdown checks: tests start and stop many sandboxes.
-SHUTDOWN_POLL = 0.05
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log: tests start many sandboxes and read their introspection instead."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
 
 
 class Sandbox:
@@ -55,7 +44,6 @@ class Sandbox:
     ) -> None:
         self.host = host
         self.port = port
-        self.api_key = api_key
         self.core = SandboxCore(
             api_key=api_key,
             time_scale=time_scale,
@@ -64,8 +52,11 @@ class Sandbox:
             delivery_timeout=delivery_timeout,
         )
         self._log_requests = log_requests
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ServerThread | None = None
+
+    @property
+    def api_key(self) -> str:
+        return self.core.api_key.reveal()
 
     @property
     def base_url(self) -> str:
@@ -78,40 +69,27 @@ class Sandbox:
         return f"{self.base_url}/v1"
 
     def start(self) -> Sandbox:
-        handler = WSGIRequestHandler if self._log_requests else _QuietHandler
-        self._server = make_server(
-            self.host, self.port, create_app(self.core), threaded=True, request_handler=handler
-        )
-        self.port = self._server.server_port
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": SHUTDOWN_POLL},
-            name="sandbox-http",
-            daemon=True,
-        )
-        self._thread.start()
+        handler = None if self._log_requests else QuietRequestHandler
+        self._server = ServerThread(create_app(self.core), self.host, self.port, handler).start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
         self.core.close()
 
     # --- introspection, the same data as /_sandbox/* ----------------------------------------
 
     def starts(self) -> list[dict[str, Any]]:
-        return self.core.starts()
+        return self.core.desk.attempts()
 
     def sessions(self) -> list[dict[str, Any]]:
-        return self.core.session_list()
+        return self.core.sessions.snapshot()
 
     def deliveries(self) -> list[dict[str, Any]]:
-        return self.core.delivery_list()
+        return self.core.deliveries.entries()
 
     def webhooks(self) -> list[dict[str, Any]]:
         return self.core.webhooks.list()

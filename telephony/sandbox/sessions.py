@@ -105,15 +105,18 @@ class Sessions:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def place(self, room: str, fields: dict[str, Any], outcome: Outcome) -> Session:
-        """A new session for a validated start body; its timeline starts now."""
+    def place(
+        self, room: str, destination: str, fields: dict[str, Any], outcome: Outcome
+    ) -> Session:
+        """A new session for a validated start body (calling its ``phoneNumber`` or
+        ``sipUri``, ``destination``); its timeline starts now."""
         phone = fields.get("phoneNumber")
         leg = Leg(
             session_id=str(uuid.uuid4()),
             user_id=fields.get("userId"),
             domain_id=events.DOMAIN_ID,
             room=room,
-            destination=phone or fields["sipUri"],
+            destination=destination,
             caller_id=(fields.get("callerId") or events.CALLER_ID) if phone else None,
             origin=events.ORIGIN_NUMBER if phone else events.ORIGIN_SIP,
         )

@@ -18,7 +18,7 @@ from telephony import validation
 from telephony.sandbox import errors
 from telephony.sandbox.errors import ApiError
 from telephony.sandbox.outcomes import NOT_HOSTING_ROOM, Outcome, outcome_for
-from telephony.sandbox.ratelimit import SlidingWindowLimiter
+from telephony.sandbox.ratelimit import LocalSlidingWindow
 from telephony.sandbox.sessions import Session, Sessions
 
 
@@ -74,7 +74,7 @@ class Unanswered(Exception):
 
 
 class StartDesk:
-    def __init__(self, limiter: SlidingWindowLimiter, sessions: Sessions) -> None:
+    def __init__(self, limiter: LocalSlidingWindow, sessions: Sessions) -> None:
         self.limiter = limiter
         self._sessions = sessions
         self._attempts: list[Attempt] = []
@@ -107,25 +107,22 @@ class StartDesk:
             attempt.user_id = _str_or_none(data.get("userId"))
             attempt.destination = _str_or_none(data.get("phoneNumber") or data.get("sipUri"))
         fields = errors.validated(validation.dialout_body, data)
-        attempt.user_id = fields.get("userId")
-        attempt.destination = fields.get("phoneNumber") or fields.get("sipUri")
-        destination = str(attempt.destination)
+        destination: str = fields.get("phoneNumber") or fields["sipUri"]
         outcome = outcome_for(destination)
         attempt.outcome = outcome.name
         counted_at = self.limiter.acquire()
         if counted_at is None:
-            limit = self.limiter.limit
             raise ApiError(
                 429,
                 errors.RATE_LIMIT,
-                f"Too many dial-out starts: at most {limit.count} in any {limit.window:g}s window",
+                f"Too many dial-out starts: more than {self.limiter.limit} (sliding window)",
             )
         attempt.counted = True
         attempt.t = counted_at  # exactly the time the limiter counted
-        self._refuse(outcome, attempt.user_id or destination)
+        self._refuse(outcome, fields.get("userId") or destination)
         if outcome.hang:
             raise Unanswered(attempt, outcome)
-        return self._sessions.place(room, fields, outcome)
+        return self._sessions.place(room, destination, fields, outcome)
 
     def _refuse(self, outcome: Outcome, key: str) -> None:
         """Raise the outcome's refusal, if this start is one of those it refuses."""

@@ -10,7 +10,7 @@ circuit breaker, retries) is :mod:`telephony.sandbox.delivery`'s.
 from __future__ import annotations
 
 import base64
-import binascii
+import dataclasses
 import secrets
 import threading
 import uuid
@@ -26,12 +26,20 @@ from telephony.sandbox.delivery import (
     DeliveryLog,
     Dispatch,
     Webhook,
-    iso_now,
     post_signed,
 )
 from telephony.sandbox.events import KNOWN_TYPES, TEST_BODY, Event
+from telephony.signature import decode_secret
+from telephony.store import now_iso
 
-_FIELDS = ("url", "hmac", "basicAuth", "retryType", "eventTypes")
+#: The settable fields of a webhook: JSON name -> :class:`Webhook` attribute.
+_ATTRIBUTES = {
+    "url": "url",
+    "hmac": "hmac",
+    "basicAuth": "basic_auth",
+    "retryType": "retry_type",
+    "eventTypes": "event_types",
+}
 URL_MAX = 2048
 
 
@@ -45,7 +53,7 @@ def _check(body: object, *, creating: bool) -> dict[str, Any]:
         raise errors.invalid("body must be a JSON object")
     problems: dict[str, str] = {}
     for key in body:
-        if key not in _FIELDS:
+        if key not in _ATTRIBUTES:
             problems[str(key)] = "unknown field"
     url = body.get("url")
     if url is None:
@@ -60,9 +68,9 @@ def _check(body: object, *, creating: bool) -> dict[str, Any]:
     hmac_ = body.get("hmac")
     if hmac_ is not None:
         try:
-            if not isinstance(hmac_, str) or not base64.b64decode(hmac_, validate=True):
+            if not isinstance(hmac_, str) or not decode_secret(hmac_):
                 raise ValueError
-        except (binascii.Error, ValueError):
+        except ValueError:
             problems["hmac"] = "must be a non-empty base64 string"
     basic = body.get("basicAuth")
     if basic is not None and not isinstance(basic, str):
@@ -77,7 +85,7 @@ def _check(body: object, *, creating: bool) -> dict[str, Any]:
         problems["eventTypes"] = "must be a list of Daily webhook event types"
     if problems:
         raise errors.invalid("; ".join(f"{k}: {v}" for k, v in problems.items()))
-    return {key: body[key] for key in _FIELDS if key in body and body[key] is not None}
+    return {key: body[key] for key in _ATTRIBUTES if key in body and body[key] is not None}
 
 
 class Webhooks:
@@ -102,7 +110,7 @@ class Webhooks:
 
     def create(self, body: object) -> dict[str, Any]:
         fields = _check(body, creating=True)
-        now = iso_now()
+        now = now_iso()
         webhook = Webhook(
             uuid=str(uuid.uuid4()),
             url=fields["url"],
@@ -129,32 +137,19 @@ class Webhooks:
         """Change fields and re-activate a ``FAILED`` webhook (after a new test request)."""
         courier = self._courier(webhook_id)
         fields = _check(body, creating=False)
+        changes = {_ATTRIBUTES[key]: value for key, value in fields.items()}
         with courier.lock:
-            candidate = Webhook(**vars(courier.webhook))
-        candidate.url = fields.get("url", candidate.url)
-        candidate.hmac = fields.get("hmac", candidate.hmac)
-        candidate.basic_auth = fields.get("basicAuth", candidate.basic_auth)
-        candidate.retry_type = fields.get("retryType", candidate.retry_type)
-        candidate.event_types = list(fields.get("eventTypes", candidate.event_types))
+            candidate = dataclasses.replace(courier.webhook, **changes)
         self._test_request(candidate)
-
-        def apply(webhook: Webhook) -> None:
-            webhook.url = candidate.url
-            webhook.hmac = candidate.hmac
-            webhook.basic_auth = candidate.basic_auth
-            webhook.retry_type = candidate.retry_type
-            webhook.event_types = candidate.event_types
-
-        courier.update(apply)
+        # All of the tested settings, not just the changes: what goes live is what was tested.
+        courier.update({name: getattr(candidate, name) for name in _ATTRIBUTES.values()})
         return courier.snapshot()
 
     def get(self, webhook_id: str) -> dict[str, Any]:
         return self._courier(webhook_id).snapshot()
 
     def list(self) -> list[dict[str, Any]]:
-        with self._lock:
-            couriers = list(self._couriers.values())
-        return [c.snapshot() for c in couriers]
+        return [c.snapshot() for c in self._all()]
 
     def delete(self, webhook_id: str) -> dict[str, Any]:
         with self._lock:
@@ -167,9 +162,7 @@ class Webhooks:
     def publish(self, events: Sequence[Event]) -> Dispatch:
         """Queue ``events`` (in this order) to every active, subscribed webhook."""
         dispatch = Dispatch()
-        with self._lock:
-            couriers = list(self._couriers.values())
-        for courier in couriers:
+        for courier in self._all():
             for event in events:
                 courier.enqueue(event, dispatch)
         return dispatch
@@ -198,8 +191,9 @@ class Webhooks:
 
     def _test_request(self, webhook: Webhook) -> None:
         result = post_signed(None, webhook, TEST_BODY, self.test_request_timeout)
-        self.deliveries.record(webhook, None, "test", 1, result)
-        if not result.ok(exact_200=True):
+        ok = result.ok(exact_200=True)
+        self.deliveries.record(webhook, None, "test", 1, result, ok=ok)
+        if not ok:
             reason = result.error or f"answered {result.status}"
             raise errors.invalid(
                 f"webhook test request to {webhook.url} did not get a 200 "
