@@ -7,18 +7,18 @@ enqueues the job that talks to Daily. Nothing here talks to Daily or knows about
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from telephony import defaults, machine
@@ -79,18 +79,8 @@ def _digest_word(word: str) -> str:
 
 
 def _digest(request: CallRequest) -> str:
-    canonical = json.dumps(
-        {
-            "room": request.room,
-            "dialout": request.dialout,
-            "callId": request.call_id,
-            "ringTimeoutSec": request.ring_timeout,
-            "maxDurationSec": request.max_duration,
-            "metadata": request.metadata,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    """What "the same body" means for an Idempotency-Key: the validated request, canonical."""
+    canonical = json.dumps(dataclasses.asdict(request), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -135,7 +125,7 @@ class Calls:
             self.store.keys.call(call["id"]), "startJob"
         ):
             return False
-        created = datetime.fromisoformat(call["createdAt"].replace("Z", "+00:00"))
+        created = datetime.fromisoformat(call["createdAt"])
         age = (datetime.now(UTC) - created).total_seconds()
         return age > defaults.STRANDED_AFTER  # younger: its first request is still at work
 
@@ -163,7 +153,7 @@ class Calls:
         )
         taken = bool(self.redis.exists(self.store.keys.call(call_id)))
         if not taken:  # checked first, so a refused id queues nothing
-            pipe = self._transaction()
+            pipe = self.transaction()
             self.store.apply_on(pipe, change)
             self._queue_first_start(call_id, pipe)
             # Lost a race for the id: the start queued with it skips (the call already made
@@ -183,7 +173,7 @@ class Calls:
 
     def _start(self, call_id: str) -> None:
         """Queue the first start of a stranded call, with its watchdog, in one transaction."""
-        pipe = self._transaction()
+        pipe = self.transaction()
         self._queue_first_start(call_id, pipe)
         pipe.execute()
 
@@ -230,29 +220,29 @@ class Calls:
         call_id: str,
         attempt: int,
         delay: float = 0.0,
-        wait: int | None = None,
+        waiting: bool = False,
         pipeline: Any = None,
     ) -> None:
         """Queue (or schedule) the start; the watchdog covers a start job that gets lost.
 
         The id is the call's and the attempt's, so enqueueing the same attempt twice is
-        harmless; a start waiting for its turn (``wait`` = how many times it waited) gets its
-        own id, since a job must not re-enqueue itself under the id it is running as. The id
+        harmless; a start ``waiting`` for its turn gets an id of its own, since a job must not
+        re-enqueue itself under the id it is running as. The id
         of the latest start job is kept on the call (``startJob``) for the watchdog.
         """
-        parts: tuple[object, ...] = (attempt,) if wait is None else (attempt, f"w{wait}")
+        parts: tuple[object, ...] = (attempt, f"w{uuid.uuid4().hex[:8]}") if waiting else (attempt,)
         start_id = job_id(self.settings, "start", call_id, *parts)
-        pipe = pipeline if pipeline is not None else self._transaction()
+        pipe = pipeline if pipeline is not None else self.transaction()
         pipe.hset(self.store.keys.call(call_id), "startJob", start_id)
         options: dict[str, Any] = {"job_id": start_id, "result_ttl": 600, "pipeline": pipe}
         if delay > 0:
-            self.queue.enqueue_in(_seconds(delay), START_JOB, call_id, attempt, **options)
+            self.queue.enqueue_in(timedelta(seconds=delay), START_JOB, call_id, attempt, **options)
         else:
             self.queue.enqueue(START_JOB, call_id, attempt, **options)
         if pipeline is None:
             pipe.execute()
 
-    def _transaction(self) -> Any:
+    def transaction(self) -> Any:
         """A MULTI pipeline, opened up front: RQ's enqueue calls MULTI itself unless it is."""
         pipe = self.redis.pipeline()
         pipe.multi()
@@ -263,7 +253,7 @@ class Calls:
         run becomes a no-op. The job and ``watchDue`` are written in one transaction: a crash
         between the two must not leave ``watchDue`` naming a job that does not exist."""
         due_ms = int(due * 1000)
-        pipe = pipeline if pipeline is not None else self._transaction()
+        pipe = pipeline if pipeline is not None else self.transaction()
         self.queue.enqueue_at(
             datetime.fromtimestamp(due, UTC),
             WATCHDOG_JOB,
@@ -321,8 +311,12 @@ class Calls:
                 fields={"stopRequested": 1},
             )
         )
+        self.enqueue_stop(call_id)
+        return {**call, "stopRequested": 1}  # as it was when the stop was queued
+
+    def enqueue_stop(self, call_id: str) -> None:
+        """Queue the hang-up of a call whose stop is already recorded (at most one queued)."""
         self._enqueue_command(STOP_JOB, "stop", call_id, once=True)
-        return self._require(call_id)
 
     def _enqueue_command(
         self, func: str, kind: str, call_id: str, *args: Any, once: bool = False
@@ -335,13 +329,9 @@ class Calls:
         parts: tuple[object, ...] = () if once else (uuid.uuid4().hex[:12],)
         name = job_id(self.settings, kind, call_id, *parts)
         if once:
-            try:
-                status = Job.fetch(
-                    name, connection=self.redis, serializer=JSONSerializer
-                ).get_status()
-            except NoSuchJobError:
-                status = None
-            if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            queued = self.queue.fetch_job(name)
+            waiting = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+            if queued is not None and queued.get_status() in waiting:
                 return
         retry = Retry(
             max=len(defaults.COMMAND_RETRY_INTERVALS),
@@ -367,9 +357,3 @@ class Calls:
         call = self._live_command(call_id, "transfer", "transfer")
         self._enqueue_command(TRANSFER_JOB, "transfer", call_id, transfer)
         return call
-
-
-def _seconds(delay: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=delay)

@@ -92,7 +92,6 @@ def _operator(run: OperatorRun) -> Handler:
         import redis
 
         from telephony.client import CommandError, TelephonyClient, ValidationError, rename_fields
-        from telephony.config import ConfigError
 
         try:
             with TelephonyClient() as client:
@@ -100,9 +99,6 @@ def _operator(run: OperatorRun) -> Handler:
         except ValidationError as exc:
             fields = rename_fields(exc.fields, args.flags)  # the names on the command line
             _complain("invalid input", *(f"  {path}: {text}" for path, text in fields.items()))
-            return 2
-        except ConfigError as exc:
-            _complain(str(exc))
             return 2
         except CommandError as exc:
             _complain(str(exc))
@@ -147,6 +143,7 @@ def _op_call(client: TelephonyClient, args: argparse.Namespace) -> int:
     import contextlib
     import json
 
+    from telephony import machine
     from telephony.client import ValidationError
 
     metadata = None
@@ -177,7 +174,7 @@ def _op_call(client: TelephonyClient, args: argparse.Namespace) -> int:
     with contextlib.closing(client.follow(0, call.id)) as events:
         for event in events:
             _print_events([event], args.json)
-            if event.get("to") in ("stopped", "error") and not event.get("ignored"):
+            if event.get("to") in machine.FINAL and not event.get("ignored"):
                 return 0 if event["to"] == "stopped" else 1
     return 1
 

@@ -21,15 +21,16 @@ from typing import Any, NamedTuple
 
 import redis
 
-from telephony import defaults, machine
+from telephony import defaults, machine, validation
 from telephony.calls import CallConflict, CallNotFound, Calls, CommandError
 from telephony.config import Settings
 from telephony.store import CallStore, connect
 from telephony.validation import (
     ValidationError,
     call_request,
+    camel,
     dtmf_request,
-    room_name,
+    listing,
     transfer_request,
 )
 
@@ -43,47 +44,6 @@ __all__ = [
     "TelephonyClient",
     "ValidationError",
 ]
-
-_IDEMPOTENCY_KEY = re.compile(rf"[!-~]{{1,{defaults.IDEMPOTENCY_KEY_MAX}}}")
-_CURSOR = re.compile(r"[0-9]+:.+")
-#: ``new`` exists only inside the atomic update that creates a call: never seen outside.
-_VISIBLE_STATES = machine.STATES[1:]
-
-
-def _camel(name: str) -> str:
-    """Daily's name of a snake_case option: ``video_settings`` → ``videoSettings``."""
-    return re.sub(r"_([a-z])", lambda m: m[1].upper(), name)
-
-
-def check_idempotency_key(value: str, name: str = "idempotency_key") -> str:
-    """An ``Idempotency-Key`` goes into a Redis key: bounded, printable ASCII, no spaces."""
-    if not _IDEMPOTENCY_KEY.fullmatch(value):
-        raise ValidationError(
-            {
-                name: f"must be 1 to {defaults.IDEMPOTENCY_KEY_MAX} printable ASCII "
-                "characters without spaces"
-            }
-        )
-    return value
-
-
-def check_listing(state: str | None, room: str | None, limit: int, cursor: str | None) -> None:
-    """The filters of a listing, the same for ``GET /v1/calls`` and :meth:`TelephonyClient.list`."""
-    problems: dict[str, str] = {}
-    if state is not None and state not in _VISIBLE_STATES:
-        problems["state"] = f"must be one of {', '.join(_VISIBLE_STATES)}"
-    if room is not None:
-        try:
-            room_name(room)
-        except ValidationError as exc:
-            problems.update(exc.fields)
-    if not 1 <= limit <= defaults.PAGE_MAX:
-        problems["limit"] = f"must be an integer from 1 to {defaults.PAGE_MAX}"
-    if cursor is not None and not _CURSOR.fullmatch(cursor):
-        problems["cursor"] = "must be a cursor returned by a previous page"
-    if problems:
-        raise ValidationError(problems)
-
 
 # --- The call ---------------------------------------------------------------------------------
 
@@ -137,7 +97,7 @@ class Call:
 
 #: Attribute → the API's name, for every attribute but ``history`` and ``extra``.
 _CALL_ATTRIBUTES = {
-    f.name: _camel(f.name) for f in dataclasses.fields(Call) if f.name not in ("history", "extra")
+    f.name: camel(f.name) for f in dataclasses.fields(Call) if f.name not in ("history", "extra")
 }
 _API_NAMES = frozenset({*_CALL_ATTRIBUTES.values(), "history"})
 
@@ -237,7 +197,7 @@ class Subscription(Iterator[dict[str, Any]]):
 def _plain(value: Any, camel_keys: bool = False) -> Any:
     """Tuples to lists, mappings to dicts: what a JSON body would have held."""
     if isinstance(value, Mapping):
-        return {(_camel(k) if camel_keys else k): _plain(v) for k, v in value.items()}
+        return {(camel(k) if camel_keys else k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
@@ -317,18 +277,18 @@ class TelephonyClient:
         given = {name: value for name, value in options.items() if value is not None}
         body = {"room": room}
         body.update(
-            {_camel(k): _plain(v, camel_keys=k == "video_settings") for k, v in given.items()}
+            {camel(k): _plain(v, camel_keys=k == "video_settings") for k, v in given.items()}
         )
         problems: dict[str, str] = {}
         if idempotency_key is not None:
             try:
-                check_idempotency_key(idempotency_key)
+                validation.idempotency_key(idempotency_key)
             except ValidationError as exc:
                 problems.update(exc.fields)
         try:
             request = call_request(body)
         except ValidationError as exc:
-            names = {_camel(name): name for name in options}
+            names = {camel(name): name for name in options}
             problems.update(rename_fields(exc.fields, names))
         if problems:
             raise ValidationError(problems)
@@ -370,8 +330,8 @@ class TelephonyClient:
             "refer": refer,
         }
         given = {name: value for name, value in options.items() if value is not None}
-        body = {_camel(name): value for name, value in given.items()}
-        transfer = self._validated(transfer_request, body, {_camel(n): n for n in options})
+        body = {camel(name): value for name, value in given.items()}
+        transfer = self._validated(transfer_request, body, {camel(n): n for n in options})
         return Call.from_dict(self.calls.transfer(call_id, transfer))
 
     def stop(self, call_id: str) -> Call:
@@ -401,7 +361,7 @@ class TelephonyClient:
         cursor: str | None = None,
     ) -> Page:
         """Calls newest first, without their history (``GET /v1/calls``)."""
-        check_listing(state, room, limit, cursor)
+        listing(state, room, limit, cursor)
         calls, next_cursor = self.store.page(state=state, room=room, limit=limit, cursor=cursor)
         return Page([Call.from_dict(c) for c in calls], next_cursor)
 
@@ -409,9 +369,8 @@ class TelephonyClient:
         self, after: int = 0, limit: int = defaults.PAGE_DEFAULT
     ) -> builtins.list[dict[str, Any]]:
         """The durable feed: events with ``seq > after``, in order (``GET /v1/events``)."""
-        if not 1 <= limit <= defaults.PAGE_MAX:
-            raise ValidationError({"limit": f"must be an integer from 1 to {defaults.PAGE_MAX}"})
-        return self.store.feed(after=max(0, after), limit=limit)
+        validation.feed_query(after, limit)
+        return self.store.feed(after=after, limit=limit)
 
     # --- live events ----------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ import http.client
 import json
 import logging
 import math
-import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,7 @@ from telephony.errors import (
     DailyConnectError,
     classify,
 )
+from telephony.validation import camel
 
 if TYPE_CHECKING:
     from telephony.config import Settings
@@ -140,18 +140,13 @@ def _api_error(response: requests.Response) -> DailyAPIError:
     return cls(response.status_code, type_, info, body, retry_after)
 
 
-def _camel(name: str) -> str:
-    """``event_types`` -> ``eventTypes``: Python keywords in, Daily's field names out."""
-    return re.sub(r"_([a-z])", lambda m: m[1].upper(), name)
-
-
 def _reveal(value: Secret | str) -> str:
     return value.reveal() if isinstance(value, Secret) else value
 
 
 def _fields(**fields: Any) -> dict[str, Any]:
     """Daily's body from keyword arguments: camelCase names, unset (``None``) ones left out."""
-    return {_camel(key): value for key, value in fields.items() if value is not None}
+    return {camel(key): value for key, value in fields.items() if value is not None}
 
 
 class _BearerAuth(requests.auth.AuthBase):

@@ -92,10 +92,6 @@ WEBHOOK_MAX_BYTES = 64 * 1024
 #: Largest body accepted on ``/v1``: ``metadata`` is free-form but not a file store.
 API_MAX_BYTES = 256 * 1024
 
-#: Seconds a webhook's ``X-Webhook-Timestamp`` may differ from our clock. Zero disables the
-#: check; Daily documents no tolerance and retries for up to 15 minutes, so the default is off.
-WEBHOOK_TOLERANCE = 0
-
 #: Seconds an envelope ``id`` is remembered for de-duplication: Daily's exponential retry
 #: gives up after about 15 minutes, a day is comfortably beyond that.
 DEDUPE_TTL = 86_400

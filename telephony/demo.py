@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import secrets
 import subprocess
@@ -21,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 import requests
 
+from telephony import machine
+from telephony.client import TelephonyClient
+from telephony.config import Settings
 from telephony.daily import DailyClient
 from telephony.processes import stop_groups, wait_ready
 from telephony.redis_server import RedisServer, free_port
@@ -172,7 +173,7 @@ class Campaign:
         self.session.post(f"{self.stack.api}{path}", json=body, timeout=10)
 
     def finished(self) -> bool:
-        return all(c["state"] in ("stopped", "error") for c in self.calls.values())
+        return all(c["state"] in machine.FINAL for c in self.calls.values())
 
     def refresh(self) -> None:
         for call_id in self.calls:
@@ -221,10 +222,9 @@ def run(args: argparse.Namespace) -> int:
         out.write(
             f"web: {stack.api}   sandbox (Daily): {stack.sandbox.url if stack.sandbox else ''}\n"
         )
-        assert stack.redis_server is not None
-        client: Any = redis.Redis.from_url(stack.redis_server.url)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe("telephony:events")
+        # The children's settings (their key prefix included), so we follow their channel.
+        client = TelephonyClient(settings=Settings.from_env(stack.env()))
+        events = client.subscribe()
         campaign = Campaign(stack, args.calls)
         campaign.place()
         out.write(f"placed {len(campaign.calls)} calls through POST /v1/calls\n")
@@ -232,9 +232,8 @@ def run(args: argparse.Namespace) -> int:
         deadline = started + args.timeout
         last_draw = 0.0
         while time.monotonic() < deadline and not campaign.finished():
-            message = pubsub.get_message(timeout=0.2)
-            if message is not None:
-                event = json.loads(message["data"])
+            event = events.get(timeout=0.2)
+            if event is not None:
                 campaign.on_event(event)
                 if not interactive and event.get("callId") in campaign.calls:
                     flag = " (ignored)" if event.get("ignored") else ""
@@ -260,12 +259,14 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"\n{good}/{len(verdicts)} calls ended as their sandbox outcome implies.\n")
         out.write(
             "\nlook further:\n"
-            f"  export REDIS_URL={stack.redis_server.url}\n"
+            f"  export REDIS_URL={client.settings.redis_url}\n"
             f"  telephony watch                 # live events\n"
             f"  curl -H 'Authorization: Bearer {stack.token}' {stack.api}/v1/calls\n"
             f"  rq info -u $REDIS_URL           # queues and workers\n"
         )
         verdict = 0 if good == len(verdicts) else 1
+        events.close()
+        client.close()
         if args.keep_running:
             out.write("\nkeeping the stack running; Ctrl-C to stop.\n")
             out.flush()

@@ -8,26 +8,23 @@ matched), never refused: Daily circuit-breaks a webhook after three failed deliv
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from telephony import signature
 from telephony.config import Settings
-from telephony.store import CallStore, Change, Outcome, now_iso
+from telephony.store import CallStore, Change, Outcome, iso_time, now_iso
 
 
 class WebhookRejected(Exception):
     """Base of the reasons a webhook is refused; ``status`` is the HTTP answer."""
 
     status = 400
-    error = "invalid-request-error"
 
 
 class Forged(WebhookRejected):
     """Missing or wrong signature, or no secret configured (then every webhook is refused)."""
 
     status = 401
-    error = "authentication-error"
 
 
 class Malformed(WebhookRejected):
@@ -82,14 +79,8 @@ def _text(value: Any) -> str:
 
 def _event_time(payload: dict[str, Any]) -> str:
     """``payload.timestamp`` (seconds, as a string or a number) as ISO; now if unusable."""
-    raw = payload.get("timestamp")
     try:
-        seconds = float(raw)  # type: ignore[arg-type]
-        return (
-            datetime.fromtimestamp(seconds, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z")
-        )
+        return iso_time(float(payload.get("timestamp")))  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError, OSError):
         return now_iso()
 

@@ -80,12 +80,12 @@ class LiveCalls:
         self.cap = cap
         self._take: Any = client.register_script(_TAKE_LIVE)
 
-    def take(self, call_id: str) -> Literal["taken", "held", "uncapped", ""]:
+    def take(self, call_id: str) -> Literal["taken", "held", ""]:
         """``taken`` now, already ``held`` by the call (another run of its start job took it:
-        not this run's to give back), ``""`` when the cap is reached; ``uncapped`` without a
-        cap (no Redis call at all: nothing to count)."""
+        not this run's to give back), or ``""`` when the cap is reached. Without a cap there
+        is nothing to count: ``taken`` with no Redis call (and giving back is a no-op)."""
         if self.cap <= 0:
-            return "uncapped"
+            return "taken"
         return _TAKEN[int(self._take(keys=[self.key], args=[self.cap, call_id]))]
 
     def give_back(self, call_id: str) -> None:

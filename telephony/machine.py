@@ -24,6 +24,8 @@ from transitions import Machine
 STATES = ("new", "queued", "dialing", "ringing", "connected", "answered", "stopped", "error")
 RANK = {state: index for index, state in enumerate(STATES)}
 FINAL = frozenset({"stopped", "error"})
+#: What users can see: ``new`` exists only inside the atomic update that creates a call.
+VISIBLE_STATES = STATES[1:]
 LIVE = frozenset({"dialing", "ringing", "connected", "answered"})
 _NOT_FINAL = [s for s in STATES if s not in FINAL]
 

@@ -35,9 +35,14 @@ def connect(settings: Settings, who: str, **options: Any) -> Any:
     return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, **options)
 
 
+def iso_time(seconds: float) -> str:
+    """A UNIX time as the API shows times: UTC, milliseconds, ``Z`` (the contract's form)."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    """UTC with milliseconds and a ``Z``, as in the contract's examples."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_time(time.time())
 
 
 @dataclass(frozen=True)
@@ -229,7 +234,7 @@ _INT_FIELDS = frozenset({"attempts", "ringTimeoutSec", "maxDurationSec", "stopRe
 #: Bookkeeping of the workers, not part of the call as users see it.
 _HIDDEN_FIELDS = frozenset({"watchDue", "dialingSince", "startJob", "waits"})
 #: The contract's fields, always present (null when unknown).
-_CALL_FIELDS = (
+CALL_FIELDS = (
     "id", "kind", "room", "destination", "state", "sessionId", "attempts", "error", "reason",
     "createdAt", "updatedAt", "metadata",
 )  # fmt: skip
@@ -237,7 +242,7 @@ _CALL_FIELDS = (
 
 def to_call(record: dict[bytes, bytes], internal: bool = False) -> dict[str, Any]:
     """A Redis hash → the contract's call object (plus the hidden fields if ``internal``)."""
-    call: dict[str, Any] = dict.fromkeys(_CALL_FIELDS)
+    call: dict[str, Any] = dict.fromkeys(CALL_FIELDS)
     call["attempts"] = 0
     call["metadata"] = {}
     for raw_name, raw_value in record.items():

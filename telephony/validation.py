@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from telephony import defaults as d
+from telephony import machine
 
 #: A rule yields ``(sub-path, broken rule)`` pairs; sub-path ``""`` is the field itself.
 Rule = Callable[[Any], Iterator[tuple[str, str]]]
@@ -136,8 +137,19 @@ def _codec_list(names: tuple[str, ...]) -> Rule:
 
 # --- Field rules ----------------------------------------------------------------------------------
 
+#: Patterns of the fields that have one, unanchored (matched whole); the OpenAPI document
+#: anchors these same strings, so the two can never disagree.
+E164_PATTERN = rf"\+[1-9][0-9]{{1,{d.E164_MAX_DIGITS - 1}}}"
+ROOM_PATTERN = rf"[A-Za-z0-9_-]{{1,{d.ROOM_NAME_MAX}}}"
+CALL_ID_PATTERN = rf"[A-Za-z0-9._:-]{{1,{d.USER_ID_MAX}}}"
+UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+EXTENSION_PATTERN = rf"[0-9*#]{{1,{d.EXTENSION_MAX}}}"
+TONES_PATTERN = rf"[{re.escape(d.DTMF_TONES)}]{{1,{d.DTMF_MAX_TONES}}}"
+IDEMPOTENCY_KEY_PATTERN = rf"[!-~]{{1,{d.IDEMPOTENCY_KEY_MAX}}}"
+CURSOR_PATTERN = r"[0-9]+:.+"
+
 _E164_TEXT = f"must be E.164: '+' then country code and up to {d.E164_MAX_DIGITS} digits"
-_E164 = _pattern(rf"\+[1-9][0-9]{{1,{d.E164_MAX_DIGITS - 1}}}", _E164_TEXT)
+_E164 = _pattern(E164_PATTERN, _E164_TEXT)
 
 _SIP_TARGET = re.compile(
     r"sip:(?:[^@?\s]+@)?"  # optional user@ (may carry ;params, e.g. ;phone-context=)
@@ -171,21 +183,15 @@ def _endpoint(value: Any) -> Iterator[tuple[str, str]]:
 
 
 _ROOM_TEXT = f"must be 1 to {d.ROOM_NAME_MAX} characters of A-Z a-z 0-9 _ -"
-_ROOM_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{d.ROOM_NAME_MAX}}}")
-_ROOM = _pattern(_ROOM_RE.pattern, _ROOM_TEXT)
+_ROOM = _pattern(ROOM_PATTERN, _ROOM_TEXT)
+_ROOM_RE = re.compile(ROOM_PATTERN)
 _SESSION = _text(d.SESSION_ID_MAX)
 _BOOLEAN = _rule(lambda v: isinstance(v, bool), "must be true or false")
-_UUID = _pattern(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-    "must be a UUID (the id of a purchased number)",
-)
-_EXTENSION = _pattern(
-    rf"[0-9*#]{{1,{d.EXTENSION_MAX}}}", f"must be 1 to {d.EXTENSION_MAX} characters of 0-9 * #"
-)
+_UUID = _pattern(UUID_PATTERN, "must be a UUID (the id of a purchased number)")
+_EXTENSION = _pattern(EXTENSION_PATTERN, f"must be 1 to {d.EXTENSION_MAX} characters of 0-9 * #")
 _WAIT = _integer(0, d.WAIT_BEFORE_EXTENSION_MAX)
 _TONES = _pattern(
-    rf"[{re.escape(d.DTMF_TONES)}]{{1,{d.DTMF_MAX_TONES}}}",
-    f"must be 1 to {d.DTMF_MAX_TONES} DTMF tones of 0-9 A-D * # (uppercase)",
+    TONES_PATTERN, f"must be 1 to {d.DTMF_MAX_TONES} DTMF tones of 0-9 A-D * # (uppercase)"
 )
 
 _DIALOUT: dict[str, Rule] = {
@@ -213,8 +219,7 @@ _CALL: dict[str, Rule] = {
     "room": _ROOM,
     # The call id travels in URLs and Redis keys: narrower than Daily's "string <= 36".
     "userId": _pattern(
-        rf"[A-Za-z0-9._:-]{{1,{d.USER_ID_MAX}}}",
-        f"must be 1 to {d.USER_ID_MAX} characters of A-Z a-z 0-9 . _ : -",
+        CALL_ID_PATTERN, f"must be 1 to {d.USER_ID_MAX} characters of A-Z a-z 0-9 . _ : -"
     ),
     "ringTimeoutSec": _integer(1, d.RING_TIMEOUT_MAX),
     "maxDurationSec": _integer(1, d.MAX_DURATION_MAX),
@@ -389,3 +394,61 @@ def room_name(value: object, field: str = "room") -> str:
     if isinstance(value, str) and _ROOM_RE.fullmatch(value):
         return value
     raise ValidationError({field: _ROOM_TEXT})
+
+
+# --- Names and queries of our own API ------------------------------------------------------
+
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
+def camel(name: str) -> str:
+    """Daily's name of a snake_case option: ``video_settings`` → ``videoSettings``."""
+    return re.sub(r"_([a-z])", lambda m: m[1].upper(), name)
+
+
+def idempotency_key(value: str, name: str = "idempotency_key") -> str:
+    """An ``Idempotency-Key`` goes into a Redis key: bounded, printable ASCII, no spaces."""
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise ValidationError(
+            {
+                name: f"must be 1 to {d.IDEMPOTENCY_KEY_MAX} printable ASCII "
+                "characters without spaces"
+            }
+        )
+    return value
+
+
+def listing(state: str | None, room: str | None, limit: int, cursor: str | None) -> None:
+    """The filters of a listing, the same for ``GET /v1/calls`` and ``TelephonyClient.list``."""
+    problems: dict[str, str] = {}
+    if state is not None and state not in machine.VISIBLE_STATES:
+        problems["state"] = f"must be one of {', '.join(machine.VISIBLE_STATES)}"
+    if room is not None:
+        try:
+            room_name(room)
+        except ValidationError as exc:
+            problems.update(exc.fields)
+    if not 1 <= limit <= d.PAGE_MAX:
+        problems["limit"] = f"must be an integer from 1 to {d.PAGE_MAX}"
+    if cursor is not None and not _CURSOR.fullmatch(cursor):
+        problems["cursor"] = "must be a cursor returned by a previous page"
+    if problems:
+        raise ValidationError(problems)
+
+
+def feed_query(after: int, limit: int) -> None:
+    """A page of the feed, the same for ``GET /v1/events`` and ``TelephonyClient.events``."""
+    problems: dict[str, str] = {}
+    if not 0 <= after < 2**63:  # Redis stream ids are 64-bit
+        problems["after"] = "must be a seq: an integer from 0 to 2**63-1"
+    if not 1 <= limit <= d.PAGE_MAX:
+        problems["limit"] = f"must be an integer from 1 to {d.PAGE_MAX}"
+    if problems:
+        raise ValidationError(problems)
+
+
+def stop_request(data: object) -> None:
+    """``POST /v1/calls/{id}/stop`` takes no body, or ``{}``."""
+    if data is not None:
+        _done(*_check(data, {}))

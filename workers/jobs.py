@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from telephony import defaults
+from telephony import defaults, machine
 from telephony.daily import DailyClient
 from telephony.errors import DailyAmbiguousError, DailyError, NotFoundError
+from telephony.store import iso_time
 from workers.context import Context, context
-from workers.record import error_data, iso, note, record
+from workers.record import error_data, note, record
 from workers.retry import retry_delay
 from workers.watchdog import next_look, schedule_watchdog, stale_after
 
@@ -64,8 +65,8 @@ def start_dialout(call_id: str, attempt: int) -> str:
     try:
         session_id = ctx.daily.start_dialout(call["room"], body)
     except DailyAmbiguousError as exc:
+        # The watchdog armed above looks again once the grace after this start has passed.
         note(ctx, call_id, "call.start_uncertain", error_data(exc))
-        schedule_watchdog(ctx, call_id, ctx.settings.ambiguous_grace)
         return "ambiguous"
     except DailyError as exc:
         return _refused(ctx, call_id, attempt, exc)
@@ -74,24 +75,23 @@ def start_dialout(call_id: str, attempt: int) -> str:
         ctx, "accept", "call.accepted", call_id,
         session_id=session_id, data={"sessionId": session_id},
     )  # fmt: skip
-    now = ctx.store.get(call_id, history=False, internal=True)
-    look = next_look(now, time.time())
+    call.update(state=accepted.to_state, dialingSince=fields["dialingSince"])
+    look = next_look(call, time.time())
     if look is not None:
         schedule_watchdog(ctx, call_id, 0.0, at=look)
-    if now is not None and now.get("stopRequested"):
-        ctx.calls.stop(call_id)
+    if ctx.store.redis.hget(ctx.store.keys.call(call_id), "stopRequested"):
+        ctx.calls.enqueue_stop(call_id)  # asked while Daily was starting it: hang up now
     return accepted.status
 
 
 def _wait(ctx: Context, call_id: str, attempt: int, wait: float, why: str) -> str:
     """Stay queued and come back later: waiting never holds a worker."""
     delay = wait + random.uniform(0, ctx.settings.dialout_limit.window / 2)
-    key = ctx.store.keys.call(call_id)
-    ctx.store.redis.hset(
-        key, mapping={"nextAttemptAt": iso(time.time() + delay), "waitingFor": why}
-    )
-    waits = int(ctx.store.redis.hincrby(key, "waits", 1))
-    ctx.calls.enqueue_start(call_id, attempt, delay=delay, wait=waits)
+    pipe = ctx.calls.transaction()
+    waiting = {"nextAttemptAt": iso_time(time.time() + delay), "waitingFor": why}
+    pipe.hset(ctx.store.keys.call(call_id), mapping=waiting)
+    ctx.calls.enqueue_start(call_id, attempt, delay=delay, waiting=True, pipeline=pipe)
+    pipe.execute()
     return f"waiting: {why}"
 
 
@@ -104,7 +104,7 @@ def _refused(ctx: Context, call_id: str, attempt: int, exc: DailyError) -> str:
         record(
             ctx, "retry", "call.retry_scheduled", call_id,
             data={**error_data(exc), "delay": round(delay, 3)},
-            fields={"nextAttemptAt": iso(time.time() + delay), "error": str(exc)},
+            fields={"nextAttemptAt": iso_time(time.time() + delay), "error": str(exc)},
         )  # fmt: skip
         ctx.calls.enqueue_start(call_id, attempt + 1, delay=delay)
         return "retrying"
@@ -123,7 +123,7 @@ def stop_call(call_id: str) -> str:
     """Hang up through Daily, then record why (our reason wins over the webhook's hang-up)."""
     ctx = context()
     call = ctx.store.get(call_id, history=False, internal=True)
-    if call is None or call["state"] in ("stopped", "error"):
+    if call is None or call["state"] in machine.FINAL:
         return "done"
     reason = call.get("stopReason") or "stopped"
     session_id = call.get("sessionId")
@@ -133,7 +133,7 @@ def stop_call(call_id: str) -> str:
         return "no session yet"  # the start job stops it as soon as Daily accepts it
     with contextlib.suppress(NotFoundError):  # already gone at Daily: record the stop anyway
         ctx.daily.stop_dialout(call["room"], session_id)
-    fields = {"reason": reason, "endedAt": iso(time.time())}
+    fields = {"reason": reason, "endedAt": iso_time(time.time())}
     record(ctx, "stop", "call.stopped", call_id, fields=fields)
     return "stopped"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from telephony.errors import DailyAPIError, DailyError
@@ -28,9 +27,3 @@ def error_data(exc: DailyError) -> dict[str, Any]:
     if isinstance(exc, DailyAPIError):
         data.update(status=exc.status, type=exc.type)
     return data
-
-
-def iso(timestamp: float) -> str:
-    """A UNIX time as the API shows times: UTC, milliseconds, ``Z``."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -35,7 +35,7 @@ def _parse_time(value: Any) -> float | None:
     if not value:
         return None
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(str(value)).timestamp()
     except ValueError:
         return float(value)
 
@@ -110,8 +110,12 @@ def watchdog(call_id: str, due_ms: int) -> str:
         if unsure and now >= silent_until:  # nothing was placed, as far as anyone can know
             record(ctx, "stop", "call.stopped", call_id, fields={"reason": reason})
             return "stopped"
-        if not unsure:
-            ctx.calls.stop(call_id)  # queued: cancelled now; live: the stop job hangs up
+        if unsure:
+            return "stopping"
+        if call.get("stopRequested") and state != "queued":
+            ctx.calls.enqueue_stop(call_id)  # recorded before: only the hang-up is re-sent
+        else:
+            ctx.calls.stop(call_id)  # queued: cancelled now; live: recorded, then hung up
         return "stopping"
     if state == "queued":
         schedule_watchdog(ctx, call_id, stale_after(ctx))

@@ -13,8 +13,7 @@ from flask import Blueprint, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from telephony import defaults, validation
-from telephony.calls import CommandError
-from telephony.client import check_idempotency_key, check_listing
+from telephony.calls import CallNotFound, CommandError
 from telephony.validation import ValidationError
 from telephony.web import openapi
 from telephony.web.auth import require_token
@@ -66,13 +65,13 @@ def _refused(exc: CommandError) -> Response:
 # --- parsing ----------------------------------------------------------------------------------
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
+def _int_arg(name: str, default: int) -> int:
+    """A whole-number query parameter; its bounds are the domain's (``validation``)."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    digits = raw.isascii() and raw.isdigit() and len(raw) <= 20  # int() of huge text is slow
-    if not digits or not low <= int(raw) <= high:
-        raise ValidationError({name: f"must be an integer from {low} to {high}"})
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):  # int() of huge text is slow
+        raise ValidationError({name: "must be an integer, 0 or more"})
     return int(raw)
 
 
@@ -104,7 +103,7 @@ def _require_json() -> None:
 
 def _idempotency_key() -> str | None:
     raw = request.headers.get("Idempotency-Key")
-    return None if raw is None else check_idempotency_key(raw, "Idempotency-Key")
+    return None if raw is None else validation.idempotency_key(raw, "Idempotency-Key")
 
 
 def _render(call: dict[str, Any], status: int) -> Response:
@@ -130,7 +129,7 @@ def create_call() -> Response:
 def get_call(call_id: str) -> Response:
     call = services().store.get(call_id)
     if call is None:
-        raise ApiError(404, f"no call {call_id!r}")
+        raise CallNotFound(f"no call {call_id!r}")
     return jsonify(call)
 
 
@@ -139,8 +138,8 @@ def list_calls() -> Response:
     state = request.args.get("state") or None
     room = request.args.get("room") or None
     cursor = request.args.get("cursor") or None
-    limit = _int_arg("limit", defaults.PAGE_DEFAULT, 1, defaults.PAGE_MAX)
-    check_listing(state, room, limit, cursor)
+    limit = _int_arg("limit", defaults.PAGE_DEFAULT)
+    validation.listing(state, room, limit, cursor)
     calls, next_cursor = services().store.page(state=state, room=room, limit=limit, cursor=cursor)
     return jsonify({"calls": calls, "next": next_cursor})
 
@@ -153,13 +152,7 @@ def send_dtmf(call_id: str) -> Response:
 
 @bp.post("/calls/<call_id>/stop")
 def stop_call(call_id: str) -> Response:
-    body = _json_body(optional=True)
-    if body is not None and body != {}:
-        raise ValidationError(
-            {name: "unknown field" for name in body}
-            if isinstance(body, dict)
-            else {"": "body must be empty or {}"}
-        )
+    validation.stop_request(_json_body(optional=True))
     return _render(services().calls.stop(call_id), 202)
 
 
@@ -174,7 +167,7 @@ def transfer_call(call_id: str) -> Response:
 
 @bp.get("/events")
 def events() -> Response:
-    after = _int_arg("after", 0, 0, 2**63 - 1)
-    limit = _int_arg("limit", defaults.PAGE_DEFAULT, 1, defaults.PAGE_MAX)
+    after, limit = _int_arg("after", 0), _int_arg("limit", defaults.PAGE_DEFAULT)
+    validation.feed_query(after, limit)
     items = services().store.feed(after=after, limit=limit)
     return jsonify({"events": items, "next": items[-1]["seq"] if items else after})

@@ -19,6 +19,8 @@ from flask import Blueprint, Response, jsonify
 
 from telephony import __version__, machine
 from telephony import defaults as d
+from telephony import validation as v
+from telephony.store import CALL_FIELDS
 
 bp = Blueprint("openapi", __name__)
 
@@ -26,13 +28,13 @@ Schema = dict[str, Any]
 
 # --- Patterns (anchored, ASCII, ECMA-262 and Python alike) -------------------------------------
 
-E164 = rf"^\+[1-9][0-9]{{1,{d.E164_MAX_DIGITS - 1}}}$"
-ROOM = rf"^[A-Za-z0-9_-]{{1,{d.ROOM_NAME_MAX}}}$"
-CALL_ID = rf"^[A-Za-z0-9._:-]{{1,{d.USER_ID_MAX}}}$"
-UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-EXTENSION = rf"^[0-9*#]{{1,{d.EXTENSION_MAX}}}$"
-TONES = rf"^[0-9A-D*#]{{1,{d.DTMF_MAX_TONES}}}$"
-IDEMPOTENCY_KEY = rf"^[!-~]{{1,{d.IDEMPOTENCY_KEY_MAX}}}$"
+E164 = f"^{v.E164_PATTERN}$"
+ROOM = f"^{v.ROOM_PATTERN}$"
+CALL_ID = f"^{v.CALL_ID_PATTERN}$"
+UUID = f"^{v.UUID_PATTERN}$"
+EXTENSION = f"^{v.EXTENSION_PATTERN}$"
+TONES = f"^{v.TONES_PATTERN}$"
+IDEMPOTENCY_KEY = f"^{v.IDEMPOTENCY_KEY_PATTERN}$"
 #: ``sip:[user@]host[:port][;param...][?X-name=value&...]`` in printable ASCII: the user part
 #: has no ``@`` or ``?``, parameters no ``;`` or ``?``, header values no ``&`` or ``=``.
 SIP_URI = (
@@ -42,7 +44,7 @@ SIP_URI = (
     r"(?:;[!-:<->@-~]+)*"
     r"(?:\?X-[A-Za-z0-9.!%*_+`'~-]+=[!-%'-<>-~]+(?:&X-[A-Za-z0-9.!%*_+`'~-]+=[!-%'-<>-~]+)*)?$"
 )
-CURSOR = r"^[0-9]+:.+$"
+CURSOR = f"^{v.CURSOR_PATTERN}$"
 
 # --- Building blocks --------------------------------------------------------------------------
 
@@ -190,7 +192,7 @@ def _transfer(branch: str) -> Schema:
 
 # --- Response bodies --------------------------------------------------------------------------
 
-_STATE = {"type": "string", "enum": list(machine.STATES[1:])}
+_STATE = {"type": "string", "enum": list(machine.VISIBLE_STATES)}
 _HISTORY_ENTRY: Schema = {
     "type": "object",
     "required": ["seq", "event", "from", "to", "at", "source"],
@@ -206,16 +208,11 @@ _HISTORY_ENTRY: Schema = {
         "data": {"description": "The event's payload (a webhook's `payload`), or null."},
     },
 }
-#: The contract's fields, always present (null when unknown).
-_CALL_REQUIRED = (
-    "id", "kind", "room", "destination", "state", "sessionId", "attempts", "error", "reason",
-    "createdAt", "updatedAt", "metadata",
-)  # fmt: skip
 _CALL: Schema = {
     "type": "object",
     "description": "A call. Other recorded fields (options, ringTimeoutSec, transferredTo, "
     "endedAt, ...) may appear beside these.",
-    "required": [*_CALL_REQUIRED],
+    "required": [*CALL_FIELDS],
     "properties": {
         "id": {"type": "string"},
         "kind": {"type": "string", "enum": ["dialout", "dialin"]},
