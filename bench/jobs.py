@@ -19,32 +19,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
-import multiprocessing
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
-import requests
-from common import version  # bench/common.py (scripts run from bench/)
+from common import children, closed_loop, version, wait_until  # bench/common.py
 from rq import Queue
 from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from telephony import TelephonyClient
-from telephony.calls import job_id
+from telephony.calls import job_id, make_queue
 from telephony.config import RateLimit, Settings
-from telephony.processes import stop_groups
+from telephony.keys import Keys
+from telephony.processes import wait_ready
 from telephony.redis_server import RedisServer, free_port
 from telephony.sandbox.server import Sandbox
 
@@ -56,42 +52,6 @@ DESTINATION = "+15550100000"  # the sandbox answers; its events come long after 
 #: Multiplies the sandbox's call timelines: connected/answered 5 and 17 minutes after a start,
 #: so the sandbox spends the run answering starts, not emitting events nobody listens to.
 SANDBOX_TIME_SCALE = 1000.0
-WORKER_CODE = (
-    "import sys; from telephony.config import Settings; from workers.pool import run_worker; "
-    "run_worker(Settings.from_env(), sys.argv[1])"
-)
-SPAWN = multiprocessing.get_context("spawn")
-
-
-# --- processes ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def processes(commands: list[list[str]], env: dict[str, str]) -> Iterator[list[Any]]:
-    """Child processes, each leading its own group; the groups are killed on the way out."""
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        for command in commands:
-            started.append(
-                subprocess.Popen(
-                    [sys.executable, *command],
-                    cwd=REPO,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-        yield started
-    finally:
-        stop_groups(started)
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
 
 
 # --- worker throughput --------------------------------------------------------------------------
@@ -113,8 +73,8 @@ def run_jobs(
 ) -> Throughput:
     """Start ``workers`` worker processes on a filled queue; measure until every job is done."""
     before, cpu_before = commands(client), cpu(client)
-    names = [["-c", WORKER_CODE, f"bench-{os.getpid()}-{n}"] for n in range(workers)]
-    with processes(names, env):
+    names = [["-m", "workers.pool", f"bench-{os.getpid()}-{n}"] for n in range(workers)]
+    with children(names, env, REPO):
         wait_until(
             lambda: queue.finished_job_registry.count + queue.failed_job_registry.count >= len(ids),
             300,
@@ -122,7 +82,7 @@ def run_jobs(
         )
     spent = commands(client) - before
     used = [1000 * (b - a) / len(ids) for a, b in zip(cpu_before, cpu(client), strict=True)]
-    jobs = [j for j in Job.fetch_many(ids, connection=client, serializer=JSONSerializer) if j]
+    jobs = [j for j in Job.fetch_many(ids, connection=client, serializer=queue.serializer) if j]
     ended = sorted(j.ended_at.timestamp() for j in jobs if j.ended_at is not None)
     low, high = int(len(ended) * 0.1), int(len(ended) * 0.9) - 1
     rate = (high - low) / (ended[high] - ended[low])
@@ -159,39 +119,12 @@ def dial_many(client: TelephonyClient, count: int) -> tuple[list[str], float]:
     return ids, count / (time.perf_counter() - started)
 
 
-def _http_client(url: str, seconds: float, start: Any, out: Any) -> None:
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    body = json.dumps({"room": "bench", "phoneNumber": DESTINATION})
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
-    done = failed = 0
-    start.wait(60)
-    until = time.monotonic() + seconds
-    while time.monotonic() < until:
-        try:
-            connection.request("POST", "/v1/calls", body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            failed += response.status != 202
-        except (OSError, http.client.HTTPException):
-            failed += 1
-            connection.close()
-        done += 1
-    out.put((done, failed))
-
-
 def post_calls(url: str, clients: int, seconds: float) -> tuple[float, int]:
     """``POST /v1/calls`` from ``clients`` processes (keep-alive): calls/s and failures."""
-    start, out = SPAWN.Barrier(clients), SPAWN.Queue()
-    workers = [
-        SPAWN.Process(target=_http_client, args=(url, seconds, start, out)) for _ in range(clients)
-    ]
-    for worker in workers:
-        worker.start()
-    totals = [out.get(timeout=seconds + 90) for _ in workers]
-    for worker in workers:
-        worker.join(10)
-    return sum(t[0] for t in totals) / seconds, sum(t[1] for t in totals)
+    body = json.dumps({"room": "bench", "phoneNumber": DESTINATION}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+    done, failed = closed_loop(url, "/v1/calls", [[(headers, body)]] * clients, seconds, 202)
+    return done / seconds, failed
 
 
 @contextlib.contextmanager
@@ -200,15 +133,9 @@ def served(env: dict[str, str], workers: int, threads: int) -> Iterator[str]:
     port = free_port()
     command = ["-m", "telephony", "serve", "--port", str(port), "--workers", str(workers),
                "--threads", str(threads)]  # fmt: skip
-    with processes([command], env):
+    with children([command], env, REPO) as started:
         url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            with contextlib.suppress(requests.ConnectionError):
-                return requests.get(f"{url}/healthz", timeout=1).ok
-            return False
-
-        wait_until(up, 30, "telephony serve")
+        wait_ready(f"{url}/healthz", started, timeout=30)
         yield url
 
 
@@ -245,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         settings = Settings.from_env(env)
         client: Any = redis.Redis.from_url(server.url)
-        queue = Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
+        queue = make_queue(client, settings)
 
         noop_ids = [queue.enqueue("os.getpid", result_ttl=600).id for _ in range(args.jobs)]
         noop = run_jobs(client, queue, noop_ids, env, args.workers)
@@ -255,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         start_ids = [job_id(settings, "start", call_id, 1) for call_id in call_ids]
         dialout = run_jobs(client, queue, start_ids, env, args.workers)
         placed = [s for s in sandbox.starts() if s["status"] == 200]
+        keys = Keys(settings.key_prefix)
         ringing = sum(
-            1 for call_id in call_ids if client.hget(f"bench:call:{call_id}", "state") == b"ringing"
+            1 for call_id in call_ids if client.hget(keys.call(call_id), "state") == b"ringing"
         )
 
         with served(env, args.server_workers, args.server_threads) as url:

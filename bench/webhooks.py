@@ -18,15 +18,14 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import http.client
 import importlib.util
 import json
-import multiprocessing
 import os
 import platform
 import re
 import secrets
 import shutil
+import string
 import subprocess
 import sys
 import tempfile
@@ -38,12 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from common import version  # bench/common.py (scripts run from bench/)
+from common import SPAWN, children, closed_loop, connect, post, version  # bench/common.py
 from flask import Flask, request
 
 from telephony import signature
+from telephony.client import Subscription
 from telephony.config import Settings
-from telephony.processes import stop_groups, wait_ready
+from telephony.keys import Keys
+from telephony.processes import wait_ready
 from telephony.redis_server import RedisServer, free_port
 from telephony.store import CallStore, Change
 
@@ -51,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 PATH = "/webhooks/daily"
 TIMESTAMP = "1728023426"
 PREFIX = "bench"
+KEYS = Keys(PREFIX)
 #: One dial-out's webhooks once Daily accepted the start, in their usual order.
 LIFECYCLE = ("dialout.connected", "dialout.answered", *["dialout.warning"] * 5, "dialout.stopped")
 #: Commands ``apply.lua`` issues itself: commandstats counts them too, but they are not trips.
@@ -62,7 +64,6 @@ SCRIPT_COMMANDS = frozenset(
 )
 #: What redis-py sends when it opens a connection (per connection, not per webhook).
 CONNECTION_SETUP = ("hello", "client", "ping")
-SPAWN = multiprocessing.get_context("spawn")
 Body = tuple[str, bytes]  # (signature, raw body)
 
 
@@ -89,13 +90,14 @@ class Config:
 
 
 def server_command(kind: str, app: str, port: int, config: Config) -> list[str]:
+    """The server's Python arguments."""
     target = {"ours": "telephony.web:create_app", "bare": "webhooks:bare_app"}[app]
     if kind == "granian":
-        return [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory",
+        return ["-m", "granian", "--interface", "wsgi", "--factory",
                 "--host", "127.0.0.1", "--port", str(port), "--workers", str(config.workers),
                 "--blocking-threads", str(config.threads), "--backlog", "2048",
                 "--no-access-log", "--log-level", "error", target]  # fmt: skip
-    return [sys.executable, "-m", "gunicorn", "--worker-class", "sync",
+    return ["-m", "gunicorn", "--worker-class", "sync",
             "--workers", str(config.workers), "--bind", f"127.0.0.1:{port}",
             "--backlog", "2048", "--log-level", "error", f"{target}()"]  # fmt: skip
 
@@ -104,16 +106,10 @@ def server_command(kind: str, app: str, port: int, config: Config) -> list[str]:
 def serve(kind: str, app: str, env: dict[str, str], config: Config) -> Iterator[str]:
     """One server process (its workers are its children); yields its URL, stops it by pid."""
     port = free_port()
-    command = server_command(kind, app, port, config)
-    process = subprocess.Popen(
-        command, env=env, cwd=HERE, stdin=subprocess.DEVNULL, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(f"{url}/healthz", [process], timeout=20, any_status=True)  # bare: 404
+    with children([server_command(kind, app, port, config)], env, HERE) as started:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(f"{url}/healthz", started, timeout=20, any_status=True)  # bare: 404
         yield url
-    finally:
-        stop_groups([process])
 
 
 # --- Events --------------------------------------------------------------------------------------
@@ -163,13 +159,18 @@ def split(bodies: list[Body], parts: int) -> list[list[Body]]:
 
 
 def headers(sig: str) -> dict[str, str]:
-    return {"Content-Type": "application/json", "X-Webhook-Timestamp": TIMESTAMP,
-            "X-Webhook-Signature": sig}  # fmt: skip
+    return {"Content-Type": "application/json", signature.TIMESTAMP_HEADER: TIMESTAMP,
+            signature.SIGNATURE_HEADER: sig}  # fmt: skip
+
+
+def signed(body: Body) -> tuple[dict[str, str], bytes]:
+    """A body as the request that carries it."""
+    return headers(body[0]), body[1]
 
 
 # --- Load generators ----------------------------------------------------------------------------
 
-WRK_SCRIPT = r"""
+WRK_SCRIPT = string.Template(r"""
 local counter = 0
 function setup(thread)
   thread:set("id", counter)
@@ -178,14 +179,14 @@ end
 function init(args)
   sigs, bodies, index = {}, {}, 0
   for line in io.lines(args[1] .. "." .. id) do
-    local sig, body = line:match("^([^\t]*)\t(.*)$")
+    local sig, body = line:match("^([^\t]*)\t(.*)$$")
     sigs[#sigs + 1], bodies[#bodies + 1] = sig, body
   end
 end
 function request()
   index = index % #bodies + 1
   return wrk.format("POST", nil, {["Content-Type"] = "application/json",
-    ["X-Webhook-Timestamp"] = "1728023426", ["X-Webhook-Signature"] = sigs[index]},
+    ["$timestamp_header"] = "$timestamp", ["$signature_header"] = sigs[index]},
     bodies[index])
 end
 function done(summary, latency, requests)
@@ -193,7 +194,11 @@ function done(summary, latency, requests)
   io.write(string.format('{"requests": %d, "duration_us": %d, "failed": %d}\n',
     summary.requests, summary.duration, e.status + e.connect + e.read + e.write + e.timeout))
 end
-"""
+""").substitute(
+    timestamp_header=signature.TIMESTAMP_HEADER,
+    signature_header=signature.SIGNATURE_HEADER,
+    timestamp=TIMESTAMP,
+)
 
 
 @dataclass(frozen=True)
@@ -224,47 +229,10 @@ def wrk_load(
     return Result(found["requests"], found["duration_us"] / 1e6, found["failed"])
 
 
-def _connection(url: str) -> http.client.HTTPConnection:
-    host, port = url.removeprefix("http://").split(":")
-    return http.client.HTTPConnection(host, int(port), timeout=10)
-
-
-def _post(connection: http.client.HTTPConnection, body: Body) -> int:
-    connection.request("POST", PATH, body=body[1], headers=headers(body[0]))
-    response = connection.getresponse()
-    response.read()
-    if response.getheader("Connection", "").lower() == "close":  # gunicorn's sync workers
-        connection.close()
-    return response.status
-
-
-def _python_client(url: str, bodies: list[Body], seconds: float, start: Any, out: Any) -> None:
-    connection = _connection(url)
-    done = failed = 0
-    start.wait(60)
-    until = time.monotonic() + seconds
-    while time.monotonic() < until:
-        try:
-            failed += _post(connection, bodies[done % len(bodies)]) != 200
-        except (OSError, http.client.HTTPException):
-            failed += 1
-            connection.close()
-        done += 1
-    out.put((done, failed))
-
-
 def python_load(url: str, parts: list[list[Body]], seconds: int) -> Result:
-    start, out = SPAWN.Barrier(len(parts)), SPAWN.Queue()
-    processes = [
-        SPAWN.Process(target=_python_client, args=(url, part, seconds, start, out))
-        for part in parts
-    ]
-    for process in processes:
-        process.start()
-    totals = [out.get(timeout=seconds + 90) for _ in processes]
-    for process in processes:
-        process.join(timeout=10)
-    return Result(sum(t[0] for t in totals), seconds, sum(t[1] for t in totals))
+    requests = [[signed(body) for body in part] for part in parts]
+    done, failed = closed_loop(url, PATH, requests, seconds, 200)
+    return Result(done, seconds, failed)
 
 
 # --- Latency -----------------------------------------------------------------------------------
@@ -277,19 +245,15 @@ def _key(call_id: str, event: str, step: object) -> str:
 def _subscriber(redis_url: str, count: int, ready: Any, out: Any) -> None:
     """Another process, as a real subscriber would be: arrival times by event."""
     client: Any = redis.Redis.from_url(redis_url)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(f"{PREFIX}:events")
-    while pubsub.get_message(timeout=0.1) is None and not pubsub.subscribed:
-        pass
-    ready.set()
     arrived: dict[str, int] = {}
-    deadline = time.monotonic() + 120
-    while len(arrived) < count and time.monotonic() < deadline:
-        message = pubsub.get_message(timeout=1)
-        if message and message["type"] == "message":
-            at = time.monotonic_ns()  # CLOCK_MONOTONIC: one clock for every process
-            data = json.loads(message["data"])
-            arrived.setdefault(_key(data["callId"], data["event"], data["data"]["step"]), at)
+    with Subscription(client, KEYS.events_channel) as events:  # subscribed once it returns
+        ready.set()
+        deadline = time.monotonic() + 120
+        while len(arrived) < count and time.monotonic() < deadline:
+            data = events.get(timeout=1)
+            if data is not None:
+                at = time.monotonic_ns()  # CLOCK_MONOTONIC: one clock for every process
+                arrived.setdefault(_key(data["callId"], data["event"], data["data"]["step"]), at)
     out.put(arrived)
 
 
@@ -301,7 +265,7 @@ def latency(url: str, redis_url: str, bodies: list[Body], rate: float) -> tuple[
     listener.start()
     if not ready.wait(30):
         raise RuntimeError("subscriber did not start")
-    connection = _connection(url)
+    connection = connect(url)
     due: dict[str, int] = {}
     t0 = time.monotonic_ns() + 20_000_000
     for i, body in enumerate(bodies):
@@ -312,7 +276,7 @@ def latency(url: str, redis_url: str, bodies: list[Body], rate: float) -> tuple[
         due[_key(envelope["payload"]["user_id"], envelope["type"], envelope["payload"]["step"])] = (
             at
         )
-        _post(connection, body)
+        post(connection, PATH, signed(body))
     arrived: dict[str, int] = out.get(timeout=130)
     listener.join(timeout=10)
     delays = sorted((arrived[key] - at) / 1e6 for key, at in due.items() if key in arrived)
@@ -332,7 +296,7 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
 
 
 def outcomes(client: Any) -> dict[str, int]:
-    counts = client.hgetall(f"{PREFIX}:metrics")
+    counts = client.hgetall(KEYS.metrics)
     return {k.decode().removeprefix("events_"): int(v) for k, v in counts.items()
             if k.startswith(b"events_")}  # fmt: skip
 

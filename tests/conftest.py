@@ -15,17 +15,21 @@ import hashlib
 import hmac
 import json
 import os
-import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from rq import Queue
 
 from telephony.config import RateLimit, Secret, Settings
 from telephony.processes import stop_groups
@@ -52,14 +56,19 @@ def key_prefix() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
+def delete_keys(client: redis.Redis, prefix: str) -> None:
+    """Remove a test's keys: its own (``prefix*``) and RQ's for its queue (``rq:*prefix*``)."""
+    for pattern in (f"{prefix}*", f"rq:*{prefix}*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+
+
 @pytest.fixture
 def redis_client(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
-    for pattern in (f"{key_prefix}*", f"rq:*{key_prefix}*"):
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
+    delete_keys(client, key_prefix)
     client.close()
 
 
@@ -80,6 +89,14 @@ def settings(redis_url: str, key_prefix: str, redis_client: redis.Redis) -> Sett
         ambiguous_grace=2.0,
         daily_read_timeout=2.0,
     )
+
+
+@pytest.fixture
+def queue(settings: Settings, redis_client: redis.Redis) -> Queue:
+    """The test's job queue (``make_queue``: JSON serializer); no worker takes from it."""
+    from telephony.calls import make_queue
+
+    return make_queue(redis_client, settings)
 
 
 @pytest.fixture
@@ -206,17 +223,158 @@ def call_store(settings: Settings, redis_client: redis.Redis) -> Any:
     return CallStore(redis_client, settings)
 
 
+# --- A raw HTTP server on a real socket (test_daily, test_jobs) -------------------------------
+#
+# Failures the Daily client must classify come from real exchanges on 127.0.0.1, never from
+# patching requests: how requests/urllib3 really report a refused connect, a reset, a timeout.
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+#: What a server does with one request: ``True`` keeps the connection for the next request.
+Behaviour = Callable[[socket.socket, Request, threading.Event], bool]
+
+
+def _read_request(conn: socket.socket) -> Request | None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    request_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    method, path, _ = request_line.split(" ", 2)
+    return Request(method, path, headers, body)
+
+
+@dataclass
+class RawServer:
+    """A real HTTP-ish server on 127.0.0.1 whose every answer is decided by ``behave``."""
+
+    behave: Behaviour
+    requests: list[Request] = field(default_factory=list)
+    connections: int = 0
+    _closing: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self._start(self._accept_loop)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
+
+    def _start(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _accept_loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            self._start(self._serve, conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                while (request := _read_request(conn)) is not None:
+                    self.requests.append(request)
+                    if not self.behave(conn, request, self._closing):
+                        return
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._closing.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._listener.close()
+
+    def __enter__(self) -> RawServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def answer(status: str, body: bytes, *headers: str, keep: bool = False) -> Behaviour:
+    """Send a complete, well-formed response."""
+
+    def behave(conn: socket.socket, request: Request, closing: threading.Event) -> bool:
+        head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *headers]
+        head.append("Connection: keep-alive" if keep else "Connection: close")
+        conn.sendall("\r\n".join(head).encode() + b"\r\n\r\n" + body)
+        return keep
+
+    return behave
+
+
+def send_raw(data: bytes) -> Behaviour:
+    """Send ``data`` as is, then close: garbage or a truncated response."""
+
+    def behave(conn: socket.socket, request: Request, closing: threading.Event) -> bool:
+        conn.sendall(data)
+        return False
+
+    return behave
+
+
+def silent(conn: socket.socket, request: Request, closing: threading.Event) -> bool:
+    """Read the request, never answer: the client's read timeout fires."""
+    closing.wait(10)
+    return False
+
+
+def hang_up(conn: socket.socket, request: Request, closing: threading.Event) -> bool:
+    """Read the request, then close cleanly (FIN) without a word."""
+    return False
+
+
+def reset(conn: socket.socket, request: Request, closing: threading.Event) -> bool:
+    """Read the request, then abort the connection (RST)."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return False
+
+
+def ok(body: dict[str, Any]) -> Behaviour:
+    return answer("200 OK", json.dumps(body).encode(), "Content-Type: application/json", keep=True)
+
+
 # --- Real worker processes, and the whole service end to end (test_jobs, test_pool) ------------
 
 REPO = Path(__file__).resolve().parent.parent
-#: One RQ worker (with the scheduler) in a fresh interpreter, configured by its environment.
-WORKER_CODE = (
-    "import sys; from telephony.config import Settings; from workers.pool import run_worker; "
-    "run_worker(Settings.from_env(), sys.argv[1])"
-)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.02) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 5.0, what: str = "", poll: float = 0.02
+) -> Any:
     """Poll until ``predicate()`` is truthy and return it; fail naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -224,7 +382,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: floa
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            raise AssertionError(
+                f"timed out after {timeout:g}s waiting for {what or 'a condition'}"
+            )
         time.sleep(poll)
 
 
@@ -264,12 +424,8 @@ class Processes:
         stop_groups([self.running.pop(name) for name in names], grace=grace)
 
     def close(self) -> None:
-        """SIGKILL every child's whole group: no warm shutdown needed when the test is over."""
-        for process in self.running.values():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-        for process in self.running.values():
-            process.wait(5)
+        """End every child's whole group at once, with no grace: the test is over."""
+        stop_groups(self.running.values(), grace=0)
         self.running.clear()
 
     def logs(self, lines: int = 30) -> str:
@@ -364,10 +520,7 @@ class Stack:
         self._exit.close()
 
     def _clean_keys(self) -> None:
-        for pattern in (f"{self.prefix}*", f"rq:*{self.prefix}*"):
-            keys = list(self.redis.scan_iter(match=pattern, count=1000))
-            if keys:
-                self.redis.delete(*keys)
+        delete_keys(self.redis, self.prefix)
         names = [n for n in self.redis.smembers("rq:workers") if self.prefix.encode() in n]
         if names:
             self.redis.srem("rq:workers", *names)
@@ -377,10 +530,10 @@ class Stack:
 
     def spawn_worker(self, env: dict[str, str] | None = None) -> str:
         """One more worker process; ``env`` overrides its environment (e.g. DAILY_API_URL)."""
-        name = self.processes.spawn(
-            ["-c", WORKER_CODE, f"{self.prefix}-w{len(self.processes.running)}"], "worker", env
-        )
-        # RQ names the worker from argv; the process name maps back through ``worker_name``.
+        # One RQ worker (with the scheduler) in a fresh interpreter, configured by its
+        # environment; RQ names it from argv, which maps back to the process (``worker_running``).
+        rq_name = f"{self.prefix}-w{len(self.processes.running)}"
+        name = self.processes.spawn(["-m", "workers.pool", rq_name], "worker", env)
         self.workers.append(name)
         return name
 

@@ -12,11 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 import requests
 from conftest import API_TOKEN, DialOut
 from rq import Queue
-from rq.serializers import JSONSerializer
 
 from telephony.calls import DTMF_JOB, START_JOB, STOP_JOB, TRANSFER_JOB
 from telephony.config import Secret, Settings
@@ -62,11 +60,6 @@ class Api:
 @pytest.fixture
 def api(web: str) -> Api:
     return Api(web)
-
-
-@pytest.fixture
-def queue(settings: Settings, redis_client: redis.Redis) -> Queue:
-    return Queue(settings.queue_name, connection=redis_client, serializer=JSONSerializer)
 
 
 @pytest.fixture

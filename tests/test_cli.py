@@ -13,10 +13,8 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 import pytest
-import redis
 from conftest import DialOut
 from rq import Queue
-from rq.serializers import JSONSerializer
 
 from telephony.calls import DTMF_JOB, START_JOB, TRANSFER_JOB
 from telephony.cli import build_parser
@@ -37,11 +35,6 @@ def env(settings: Settings) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return variables
-
-
-@pytest.fixture
-def queue(settings: Settings, redis_client: redis.Redis) -> Queue:
-    return Queue(settings.queue_name, connection=redis_client, serializer=JSONSerializer)
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,9 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from rq import Queue
-from rq.serializers import JSONSerializer
 
 from telephony import TelephonyClient
 from telephony.calls import DTMF_JOB, START_JOB, TRANSFER_JOB
@@ -28,11 +26,6 @@ SIP = "sip:agent@example.com"
 def client(settings: Settings) -> Iterator[TelephonyClient]:
     with TelephonyClient(settings=settings) as made:
         yield made
-
-
-@pytest.fixture
-def queue(settings: Settings, redis_client: redis.Redis) -> Queue:
-    return Queue(settings.queue_name, connection=redis_client, serializer=JSONSerializer)
 
 
 def queued_jobs(queue: Queue) -> list[tuple[str | None, list[object]]]:

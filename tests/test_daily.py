@@ -7,18 +7,27 @@ what matters is how requests/urllib3 really report a refused connect, a reset, a
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import requests
+from conftest import (
+    Behaviour,
+    RawServer,
+    Request,
+    answer,
+    hang_up,
+    ok,
+    reset,
+    send_raw,
+    silent,
+    wait_for,
+)
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -27,138 +36,6 @@ from telephony.config import ConfigError, Secret, Settings
 from telephony.daily import DailyClient
 
 KEY = "k-very-secret-daily-key"
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-#: What a server does with one request: ``True`` keeps the connection for the next request.
-Behaviour = Callable[[socket.socket, Request, threading.Event], bool]
-
-
-def _read_request(conn: socket.socket) -> Request | None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    request_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        body += chunk
-    method, path, _ = request_line.split(" ", 2)
-    return Request(method, path, headers, body)
-
-
-@dataclass
-class RawServer:
-    """A real HTTP-ish server on 127.0.0.1 whose every answer is decided by ``behave``."""
-
-    behave: Behaviour
-    requests: list[Request] = field(default_factory=list)
-    connections: int = 0
-    _closing: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self._start(self._accept_loop)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
-
-    def _start(self, target: Callable[..., None], *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def _accept_loop(self) -> None:
-        while not self._closing.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            self._start(self._serve, conn)
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5)
-            try:
-                while (request := _read_request(conn)) is not None:
-                    self.requests.append(request)
-                    if not self.behave(conn, request, self._closing):
-                        return
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._closing.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._listener.close()
-
-
-def answer(status: str, body: bytes, *headers: str, keep: bool = False) -> Behaviour:
-    """Send a complete, well-formed response."""
-
-    def behave(conn: socket.socket, request: Request, closing: threading.Event) -> bool:
-        head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *headers]
-        head.append("Connection: keep-alive" if keep else "Connection: close")
-        conn.sendall("\r\n".join(head).encode() + b"\r\n\r\n" + body)
-        return keep
-
-    return behave
-
-
-def send_raw(data: bytes) -> Behaviour:
-    """Send ``data`` as is, then close: garbage or a truncated response."""
-
-    def behave(conn: socket.socket, request: Request, closing: threading.Event) -> bool:
-        conn.sendall(data)
-        return False
-
-    return behave
-
-
-def silent(conn: socket.socket, request: Request, closing: threading.Event) -> bool:
-    """Read the request, never answer: the client's read timeout fires."""
-    closing.wait(10)
-    return False
-
-
-def hang_up(conn: socket.socket, request: Request, closing: threading.Event) -> bool:
-    """Read the request, then close cleanly (FIN) without a word."""
-    return False
-
-
-def reset(conn: socket.socket, request: Request, closing: threading.Event) -> bool:
-    """Read the request, then abort the connection (RST)."""
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    return False
-
-
-def ok(body: dict[str, Any]) -> Behaviour:
-    return answer("200 OK", json.dumps(body).encode(), "Content-Type: application/json", keep=True)
 
 
 @pytest.fixture
@@ -484,15 +361,6 @@ def test_from_settings(server: Any) -> None:
 ANSWERS = "+15550100000"
 HOOK_SECRET = "dGVzdC13ZWJob29rLXNlY3JldC0x"  # base64 of "test-webhook-secret-1"
 OTHER_SECRET = "dGVzdC13ZWJob29rLXNlY3JldC0y"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll until ``predicate`` is truthy; its value, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.02)
-    return value
 
 
 def session_of(sandbox: Any, session_id: str) -> dict[str, Any]:

@@ -9,8 +9,6 @@ polling the call would have seen meanwhile.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -21,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import DAILY_API_KEY, Stack, events_of, moves_of, wait_for
+from conftest import DAILY_API_KEY, RawServer, Stack, events_of, moves_of, silent, wait_for
 
 from telephony.calls import START_JOB, job_id
 from telephony.defaults import DIALOUT_LIMIT_MARGIN
@@ -109,42 +107,6 @@ def other_client_start(stack: Stack, user_id: str) -> int:
         timeout=5,
     )
     return response.status_code
-
-
-class BlackHole:
-    """A TCP server that takes requests and never answers: the start is sent, then times out,
-    and Daily never saw it (as when a proxy or the network loses it on the way)."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.received: list[bytes] = []
-        self._connections: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, name="black-hole", daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.getsockname()[1]}/v1"
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                connection, _ = self.server.accept()
-                self._connections.append(connection)
-                threading.Thread(target=self._swallow, args=(connection,), daemon=True).start()
-
-    def _swallow(self, connection: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := connection.recv(65536):
-                self.received.append(chunk)
-
-    def __enter__(self) -> BlackHole:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.close()
-        for connection in self._connections:
-            connection.close()
 
 
 @pytest.fixture(scope="class")
@@ -525,11 +487,14 @@ class TestLiveCap:
         """The start timed out and no webhook ever names the call: after the grace window
         the watchdog concludes nothing was placed and dials again, once."""
         capped.stop_workers()
-        with BlackHole() as hole:
+        # A server that takes requests and never answers: the start is sent, then times out,
+        # and Daily never saw it (as when a proxy or the network loses it on the way).
+        with RawServer(silent) as hole:
             capped.spawn_worker({"DAILY_API_URL": hole.url})
             call_id = capped.place(ANSWER)
             capped.wait(call_id, "dialing", until=lambda c: "call.start_uncertain" in events_of(c))
-            assert call_id.encode() in b"".join(hole.received)  # the start was sent
+            sent = b"".join(request.body for request in hole.requests)
+            assert call_id.encode() in sent  # the start was sent
             capped.stop_workers()
         capped.spawn_worker()
         call = capped.wait(call_id, "answered", timeout=15)
@@ -551,7 +516,7 @@ class TestLiveCap:
         call ends ``stopped`` / ``no-answer`` once the grace is over (nothing was placed as
         far as anyone can know) — never stuck ``dialing``, never dialled again."""
         capped.stop_workers()
-        with BlackHole() as hole:
+        with RawServer(silent) as hole:  # the start is sent, and lost
             capped.spawn_worker({"DAILY_API_URL": hole.url})
             call_id = capped.place(ANSWER, ringTimeoutSec=1)
             capped.wait(call_id, "dialing", until=lambda c: "call.start_uncertain" in events_of(c))

@@ -13,17 +13,11 @@ import redis
 from conftest import DAILY_API_KEY, Processes, wait_for
 from rq import Queue
 from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
 
 from telephony.calls import WATCHDOG_JOB
 from telephony.config import Settings
 
 pytestmark = pytest.mark.slow
-
-POOL_CODE = (
-    "import sys; from telephony.config import Settings; from workers.pool import Pool; "
-    "sys.exit(Pool(Settings.from_env(), int(sys.argv[1])).run())"
-)
 
 
 def _stat(pid: str) -> tuple[int, int] | None:
@@ -47,7 +41,7 @@ def processes_where(index: int, value: int) -> set[int]:
 
 
 def test_pool_keeps_its_size_and_stops_without_leftovers(
-    redis_url: str, settings: Settings, redis_client: redis.Redis, tmp_path: Path
+    redis_url: str, settings: Settings, redis_client: redis.Redis, queue: Queue, tmp_path: Path
 ) -> None:
     env = {
         "REDIS_URL": redis_url,
@@ -55,14 +49,13 @@ def test_pool_keeps_its_size_and_stops_without_leftovers(
         "TELEPHONY_KEY_PREFIX": settings.key_prefix,
         "TELEPHONY_QUEUE": settings.queue_name,
     }
-    queue = Queue(settings.queue_name, connection=redis_client, serializer=JSONSerializer)
 
     def finished(name: str) -> bool:
-        job = Job.fetch(name, connection=redis_client, serializer=JSONSerializer)
+        job = Job.fetch(name, connection=redis_client, serializer=queue.serializer)
         return job.get_status(refresh=True) == JobStatus.FINISHED
 
     processes = Processes(env, tmp_path)
-    pool = processes.running[processes.spawn(["-c", POOL_CODE, "2"], "pool")]
+    pool = processes.running[processes.spawn(["-m", "telephony", "worker", "-n", "2"], "pool")]
     workers: set[int] = set()
     try:
         wait_for(lambda: len(processes_where(0, pool.pid)) == 2, 10, "two workers")

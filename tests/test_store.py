@@ -12,11 +12,12 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
 import redis
+from conftest import wait_for
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -37,13 +38,6 @@ def apply_all(store: CallStore, changes: Iterable[Change]) -> list[Outcome]:
 
 def history_ids(call: dict[str, Any]) -> list[str]:
     return [entry["eventId"] for entry in call["history"] if "eventId" in entry]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 class Listener:
