@@ -447,6 +447,33 @@ class TestPacing:
 # --- the live-call cap, and a start that really placed nothing ------------------------------
 
 
+class TestHundredCallBurst:
+    """Issue #4's own example at a faster clock: 100 calls queued at once, Daily's limit and
+    ours both 20 per second; Daily must see every start and not a single 429."""
+
+    COUNT, WINDOW, CALLS = 20, 1.0, 100
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def burst(cls, redis_url: str, logs: Path) -> Iterator[Stack]:
+        limit = f"{cls.COUNT}/{cls.WINDOW:g}s"
+        env = {"TELEPHONY_DIALOUT_LIMIT": limit}
+        with Stack(redis_url, logs, workers=3, sandbox_limit=limit, env=env) as stack:
+            yield stack
+
+    def test_a_hundred_queued_calls_get_zero_429s(self, burst: Stack) -> None:
+        ids = {burst.place(ANSWER) for _ in range(self.CALLS)}
+        wait_for(
+            lambda: len([s for s in burst.sandbox.starts() if s["userId"] in ids]) >= self.CALLS,
+            40,
+            "every call of the burst to be started",
+        )
+        starts = [s for s in burst.sandbox.starts() if s["userId"] in ids]
+        assert [s["status"] for s in starts] == [200] * self.CALLS  # not one 429
+        assert {s["userId"] for s in starts} == ids  # each person rung exactly once
+        assert crowded_windows([s["t"] for s in starts], self.COUNT, self.WINDOW) == []
+
+
 class TestLiveCap:
     @pytest.fixture(scope="class")
     @classmethod
