@@ -256,3 +256,11 @@ def test_watch_after_skips_what_was_seen(running: Any, call_store: CallStore) ->
     watching.process.send_signal(signal.SIGINT)
     code, out, _ = watching.finish()
     assert code == 0 and out == ""
+
+
+@pytest.mark.parametrize("command", ["sandbox", "serve", "worker", "demo", "register-webhook"])
+def test_service_commands_have_help(env: dict[str, str], command: str) -> None:
+    """``telephony sandbox --help`` and the other service commands work from a shell."""
+    done = run(env, command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: telephony {command}")
