@@ -165,9 +165,28 @@ LIVE_CALLS_RECHECK = 2.0
 #: looks for it. One second matches the precision of Daily's (whole-second) answer time.
 ANSWER_RECHECK = 1.0
 
-#: Seconds the pool gives what a dead worker left behind (RQ's scheduler process) to stop
-#: after SIGTERM: its loop looks every second, then releases the scheduler lock and exits.
+#: Seconds the pool gives what a dead child left behind in its process group to stop after
+#: SIGTERM (a scheduler's loop looks every second, then releases its lock and exits).
 WORKER_LEFTOVER_GRACE = 3.0
+
+#: How the worker side (workers, RQ's scheduler, the periodic work) rides out a Redis outage:
+#: each command is retried with exponential backoff (0.1 s doubling, capped at 2 s) up to 20
+#: times, about 33 s in all. Measured (``../shared/design.md``, "RQ after a Redis restart"):
+#: with redis-py's default for ``from_url`` (no retries) a 2 s restart killed the scheduler and
+#: 5-13 workers; with this budget none died through 2 s and 10 s outages. The web tier and the
+#: CLI do not retry: they answer 503 at once, and the caller decides.
+WORKER_REDIS_RETRIES = 20
+WORKER_REDIS_BACKOFF_BASE = 0.1
+WORKER_REDIS_BACKOFF_CAP = 2.0
+
+#: Seconds between the scheduler's passes over the scheduled jobs (RQ's default): a timer,
+#: retry or pacing wait runs at most about this late, and each pass is a few Redis commands.
+SCHEDULER_INTERVAL = 1
+
+#: Seconds a worker's command channel (RQ's pub/sub thread) reads before it looks whether it
+#: must stop: bounds how long a warm shutdown waits for it (RQ's 60 s made every idle worker
+#: outlive the pool's shutdown deadline). A read is a socket timeout, not a Redis command.
+WORKER_PUBSUB_READ = 1.0
 
 # --- Sandbox (the Daily stand-in) --------------------------------------------------------------
 

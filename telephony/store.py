@@ -19,19 +19,25 @@ import redis
 from telephony import defaults, machine
 from telephony.config import ConfigError, Settings
 from telephony.keys import Keys
+from telephony.reconnect import patient_options
 
 Status = Literal["applied", "ignored", "duplicate", "held", "exists", "orphan"]
 _SCRIPT = resources.files("telephony").joinpath("apply.lua").read_text()
 
 
-def connect(settings: Settings, who: str, **options: Any) -> Any:
+def connect(settings: Settings, who: str, patient: bool = False, **options: Any) -> Any:
     """The Redis client of one process (``redis.Redis``; typed ``Any``: redis-py's results
-    are unions of every RESP shape). ``ConfigError`` names the variable when it is unset."""
+    are unions of every RESP shape). ``ConfigError`` names the variable when it is unset.
+
+    ``patient``: the worker side, which rides out a Redis outage of about half a minute
+    (:mod:`telephony.reconnect`); otherwise a command fails at once when Redis is away."""
     if not settings.redis_url:
         raise ConfigError(
             f"REDIS_URL is not set: {who} needs the service's Redis "
             "(only `telephony demo` starts its own)"
         )
+    if patient:
+        options = {**patient_options(), **options}
     return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, **options)
 
 

@@ -5,17 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 from conftest import DAILY_API_KEY, Processes, wait_for
-from rq import Queue
+from rq import Queue, Retry
 from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 
 from telephony.calls import WATCHDOG_JOB
 from telephony.config import Settings
+from telephony.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +44,23 @@ def processes_where(index: int, value: int) -> set[int]:
     return found
 
 
+def scheduler_pid(client: redis.Redis, queue_name: str) -> int | None:
+    """The pid of the scheduler holding the queue's lock, from what it registered in Redis."""
+    name = client.get(f"rq:scheduler-lock:{queue_name}")
+    pid = name and client.hget(b"rq:scheduler:" + name, "pid")
+    return int(pid) if pid else None
+
+
+def pool_children(pool_pid: int, workers: int) -> set[int]:
+    """Wait until the pool runs ``workers`` workers and its scheduler; their pids."""
+    found: set[int] = wait_for(
+        lambda: (now := processes_where(0, pool_pid)) and len(now) == workers + 1 and now,
+        10,
+        f"the pool's {workers} workers and its scheduler",
+    )
+    return found
+
+
 def test_pool_keeps_its_size_and_stops_without_leftovers(
     redis_url: str, settings: Settings, redis_client: redis.Redis, queue: Queue, tmp_path: Path
 ) -> None:
@@ -56,43 +77,113 @@ def test_pool_keeps_its_size_and_stops_without_leftovers(
 
     processes = Processes(env, tmp_path)
     pool = processes.running[processes.spawn(["-m", "telephony", "worker", "-n", "2"], "pool")]
-    workers: set[int] = set()
+    children: set[int] = set()
     try:
-        wait_for(lambda: len(processes_where(0, pool.pid)) == 2, 10, "two workers")
-        workers |= processes_where(0, pool.pid)
+        children |= pool_children(pool.pid, 2)
+        scheduler = wait_for(
+            lambda: scheduler_pid(redis_client, queue.name), 10, "the scheduler to take its lock"
+        )
+        assert scheduler in children
 
         # The workers take jobs from the queue (JSON arguments, functions by name).
         job = queue.enqueue(WATCHDOG_JOB, "no-such-call", 0)
         wait_for(lambda: finished(job.id), 10, "a worker to run the job")
 
-        # A worker that dies (OOM killer, a crash) is replaced. The victim is the one that
-        # runs RQ's scheduler (in a child process of its own), the hardest one to clean up.
-        victim = wait_for(
-            lambda: next((w for w in workers if processes_where(0, w)), None),
-            10,
-            "a worker to start RQ's scheduler",
-        )
+        # A worker that dies (OOM killer, a crash) is replaced.
+        victim = next(iter(children - {scheduler}))
         os.kill(victim, signal.SIGKILL)
-        wait_for(
-            lambda: (now := processes_where(0, pool.pid)) and len(now) == 2 and victim not in now,
-            10,
-            "a replacement worker",
-        )
-        workers |= processes_where(0, pool.pid)
+        wait_for(lambda: victim not in pool_children(pool.pid, 2), 10, "a replacement worker")
+        children |= pool_children(pool.pid, 2)
 
-        # The scheduler was taken over: scheduled jobs (retries, timers) still run.
-        later = queue.enqueue_in(timedelta(seconds=0.1), WATCHDOG_JOB, "no-such-call", 1)
-        wait_for(lambda: finished(later.id), 10, "a scheduled job to run after the crash")
+        # The scheduler killed alone is restarted under its name and takes its lock back at
+        # once: a job scheduled half a second ahead still runs within 5 s.
+        os.kill(scheduler, signal.SIGKILL)
+        later = queue.enqueue_in(timedelta(seconds=0.5), WATCHDOG_JOB, "no-such-call", 1)
+        wait_for(lambda: finished(later.id), 5, "a scheduled job to run after the crash")
+        assert scheduler_pid(redis_client, queue.name) not in (None, scheduler)
+        children |= pool_children(pool.pid, 2)
 
-        # SIGTERM: every worker finishes and the pool exits cleanly, leaving nothing behind.
+        # SIGTERM: every worker finishes and the pool exits cleanly, leaving nothing behind;
+        # the scheduler gave its lock back, so another pool's takes over at once.
         pool.terminate()
         assert pool.wait(15) == 0
         leftovers = processes_where(1, pool.pid) | {
-            pid for worker in workers for pid in processes_where(1, worker)
+            pid for child in children for pid in processes_where(1, child)
         }
         assert leftovers == set(), f"left running: {leftovers}"
+        assert not redis_client.exists(f"rq:scheduler-lock:{queue.name}")
     finally:
         processes.close()
-        for worker in workers:  # each worker leads its own group
+        for child in children:  # each child leads its own group
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(worker, signal.SIGKILL)
+                os.killpg(child, signal.SIGKILL)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private ``redis-server`` with AOF, for tests that stop and restart it."""
+    server = RedisServer(tmp_path / "redis", appendonly=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def restart(server: RedisServer, down: float) -> RedisServer:
+    """Stop ``server`` (SIGTERM: the AOF is flushed), keep it down ``down`` seconds (the fault
+    under test), and start it again on the same port and directory."""
+    server.stop()
+    time.sleep(down)
+    return server.start()
+
+
+def test_pool_rides_out_a_redis_restart(
+    own_redis: RedisServer, key_prefix: str, tmp_path: Path
+) -> None:
+    """Redis restarted for 2 s under 200 timers and retrying jobs: every job runs once (each
+    retried one as planned), nothing stays overdue, and no worker process exits."""
+    client = redis.Redis.from_url(own_redis.url)
+    queue = Queue(f"{key_prefix}-q", connection=client, serializer=JSONSerializer)
+    env = {
+        "REDIS_URL": own_redis.url,
+        "DAILY_API_KEY": DAILY_API_KEY,
+        "TELEPHONY_KEY_PREFIX": key_prefix,
+        "TELEPHONY_QUEUE": queue.name,
+    }
+    processes = Processes(env, tmp_path)
+    pool = processes.running[processes.spawn(["-m", "telephony", "worker", "-n", "2"], "pool")]
+    try:
+        children = pool_children(pool.pid, 2)
+        counts = f"{key_prefix}:runs"
+        start = time.time()
+        timers = 200
+        for i in range(timers):
+            due = timedelta(seconds=1 + 19 * i / (timers - 1))
+            queue.enqueue_in(due, "tests.support.jobs.tick", counts, f"timer-{i}")
+        retrying = [f"flaky-{i}" for i in range(10)]
+        for name in retrying:
+            queue.enqueue(
+                "tests.support.jobs.flaky", counts, name, 2, retry=Retry(max=3, interval=[1, 2])
+            )
+        wait_for(lambda: client.hlen(counts) >= 20, 10, "the first timers to run")
+
+        restart(own_redis, 2.0)
+        back = time.monotonic()
+
+        def all_ran() -> bool:
+            # RQ scores scheduled jobs in whole seconds, rounded down: 3 s past a score is
+            # more than 2 s past the job's real due time.
+            overdue = client.zrangebyscore(f"rq:scheduled:{queue.name}", "-inf", time.time() - 3)
+            assert not overdue, f"{len(overdue)} jobs overdue: {overdue[:5]}\n{processes.logs()}"
+            return client.hlen(counts) == timers + len(retrying) and all(
+                int(client.hget(counts, name) or 0) == 3 for name in retrying
+            )
+
+        wait_for(all_ran, max(15.0, start + 22 - time.time()), "every job to run")
+        assert time.monotonic() - back < 15 or time.time() < start + 22
+        runs = {name.decode(): int(n) for name, n in client.hgetall(counts).items()}
+        assert {n for name, n in runs.items() if name.startswith("timer-")} == {1}
+        assert processes_where(0, pool.pid) == children, processes.logs()
+    finally:
+        processes.close()
+        client.close()

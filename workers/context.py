@@ -29,7 +29,7 @@ class Context:
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
-        client = connect(settings, "a worker")
+        client = connect(settings, "a worker", patient=True)
         store = CallStore(client, settings)
         return cls(
             settings=settings,

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (importable by worker processes too: ``tests.support``)."""
