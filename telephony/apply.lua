@@ -115,6 +115,9 @@ apply = function(args)
     end
     redis.call('HSET', key, 'id', call_id, 'state', 'new', 'createdAt', at, 'updatedAt', at)
     redis.call('ZADD', prefix .. ':calls', now_ms, call_id)
+    if create.kind ~= 'dialin' then
+      redis.call('ZADD', prefix .. ':open', now_ms, call_id)
+    end
   end
 
   local state, room, kind, known_session = unpack(
@@ -169,6 +172,7 @@ apply = function(args)
     redis.call('EXPIRE', key, retention)
     redis.call('EXPIRE', history, retention)
     redis.call('ZREM', prefix .. ':live', call_id)
+    redis.call('ZREM', prefix .. ':open', call_id)
     -- The listing index forgets calls whose records have expired: it cannot grow unbounded.
     redis.call('ZREMRANGEBYSCORE', prefix .. ':calls', '-inf',
                string.format('(%d', tonumber(now_ms) - retention * 1000))

@@ -259,13 +259,18 @@ class Calls:
             WATCHDOG_JOB,
             call_id,
             due_ms,
-            job_id=job_id(self.settings, "watch", call_id, due_ms),
+            job_id=self.watchdog_id(call_id, due_ms),
             result_ttl=600,
             pipeline=pipe,
         )
         pipe.hset(self.store.keys.call(call_id), "watchDue", due_ms)
         if pipeline is None:
             pipe.execute()
+
+    def watchdog_id(self, call_id: str, due_ms: int | bytes | str) -> str:
+        """The id of the call's watchdog job due at ``due_ms`` (the call's ``watchDue``)."""
+        due = due_ms.decode() if isinstance(due_ms, bytes) else due_ms
+        return job_id(self.settings, "watch", call_id, due)
 
     # --- commands on a call ----------------------------------------------------------------
 

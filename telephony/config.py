@@ -116,6 +116,7 @@ class Settings:
     ambiguous_grace: float = defaults.AMBIGUOUS_GRACE
     daily_read_timeout: float = defaults.DAILY_READ_TIMEOUT
     queue_name: str = defaults.QUEUE_NAME
+    sweep_interval: float = defaults.SWEEP_INTERVAL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -151,4 +152,7 @@ class Settings:
                 env, "TELEPHONY_DAILY_READ_TIMEOUT", defaults.DAILY_READ_TIMEOUT, minimum=0.1
             ),
             queue_name=env.get("TELEPHONY_QUEUE") or defaults.QUEUE_NAME,
+            sweep_interval=_float(
+                env, "TELEPHONY_SWEEP_INTERVAL", defaults.SWEEP_INTERVAL, minimum=0.1
+            ),
         )

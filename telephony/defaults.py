@@ -188,6 +188,19 @@ SCHEDULER_INTERVAL = 1
 #: outlive the pool's shutdown deadline). A read is a socket timeout, not a Redis command.
 WORKER_PUBSUB_READ = 1.0
 
+#: Seconds between sweeps of the open dial-outs (run once across every pool): a call whose
+#: watchdog job is gone (lost with a Redis that restarted without its last writes, deleted by
+#: hand) or a queued call with no start job is taken up again within this. Each sweep reads
+#: two short hashes per open call, pipelined.
+SWEEP_INTERVAL = 30.0
+
+#: Open dial-outs read per pipelined batch in a sweep: bounds one round trip's size.
+SWEEP_BATCH = 500
+
+#: Seconds the periodic work's lock lives unless its holder renews it (every tick): another
+#: pool takes the periodic work over this long after the holder's pool dies.
+PERIODIC_LOCK_TTL = 10
+
 # --- Sandbox (the Daily stand-in) --------------------------------------------------------------
 
 #: Port ``telephony sandbox`` listens on: next to the service's, clear of common dev ports.

@@ -6,6 +6,8 @@ key                                    type        holds
 ``{p}:call:{id}``                      hash        the call (state, room, sessionId, ...)
 ``{p}:history:{id}``                   list        JSON history entries, oldest first
 ``{p}:calls``                          zset        call ids by creation time (ms): listings
+``{p}:open``                           zset        dial-outs not yet final, by creation (ms)
+``{p}:periodic``                       string      the pool that runs the periodic work (TTL)
 ``{p}:session:{sessionId}``            string      call id of a Daily session
 ``{p}:pending:{sessionId}``            list        events held until the session's call is known
 ``{p}:seen:{eventId}``                 string      webhook envelope ids already applied (TTL)
@@ -41,6 +43,15 @@ class Keys:
     @property
     def calls(self) -> str:
         return f"{self.prefix}:calls"
+
+    @property
+    def open(self) -> str:
+        """Dial-outs not yet final: what the sweep looks after."""
+        return f"{self.prefix}:open"
+
+    @property
+    def periodic(self) -> str:
+        return f"{self.prefix}:periodic"
 
     def session(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"

@@ -52,11 +52,12 @@ def scheduler_pid(client: redis.Redis, queue_name: str) -> int | None:
 
 
 def pool_children(pool_pid: int, workers: int) -> set[int]:
-    """Wait until the pool runs ``workers`` workers and its scheduler; their pids."""
+    """Wait until the pool runs ``workers`` workers, its scheduler and its periodic work;
+    their pids."""
     found: set[int] = wait_for(
-        lambda: (now := processes_where(0, pool_pid)) and len(now) == workers + 1 and now,
+        lambda: (now := processes_where(0, pool_pid)) and len(now) == workers + 2 and now,
         10,
-        f"the pool's {workers} workers and its scheduler",
+        f"the pool's {workers} workers, its scheduler and its periodic work",
     )
     return found
 

@@ -1,12 +1,13 @@
-"""``telephony worker -n N``: a supervised pool of RQ workers and RQ's scheduler.
+"""``telephony worker -n N``: a supervised pool of RQ workers, the scheduler, periodic work.
 
 Each worker child runs one ``SimpleWorker`` (jobs run in the worker process itself, so the
 pooled Daily and Redis connections are reused across jobs). One more child runs the scheduler
 (:mod:`workers.scheduler`), which moves due scheduled jobs (retries, pacing waits, watchdogs)
-onto the queue. A child that dies — killed, OOM — is replaced; the scheduler is restarted
-under the same name, so it takes its lock back at once. SIGINT/SIGTERM stop every child (each
-worker finishes its current job) and then the pool. Workers and the scheduler ride out a Redis
-outage of about half a minute without exiting (:mod:`telephony.reconnect`).
+onto the queue, and one the periodic work (:mod:`workers.periodic`: the sweep that takes up
+open calls nothing looks after). A child that dies (killed, OOM) is replaced; the scheduler
+and the periodic work are restarted under the same name, so each takes its lock back at once.
+SIGINT/SIGTERM stop every child (each worker finishes its current job) and then the pool.
+Every child rides out a Redis outage of about half a minute (:mod:`telephony.reconnect`).
 
 ``python -m workers.pool NAME`` runs one worker named NAME, with RQ's own scheduler in a
 process it forks, configured by the environment (the tests and benchmarks start workers this
@@ -23,6 +24,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -34,6 +36,7 @@ from telephony.calls import make_queue
 from telephony.config import Settings
 from telephony.processes import end_group, finish_group, signal_group
 from telephony.store import connect
+from workers.periodic import periodic_name, run_periodic
 from workers.scheduler import run_scheduler, scheduler_name
 
 log = logging.getLogger(__name__)
@@ -77,13 +80,19 @@ def run_worker(
     worker.work(burst=burst, with_scheduler=with_scheduler, logging_level=level)
 
 
-def _child(settings: Settings, name: str, level: str, scheduler: bool) -> None:
+#: A pool child that is not a worker (the scheduler, the periodic work): run under a name
+#: that is the same across its restarts.
+Service = Callable[[Settings, str], None]
+
+
+def _child(settings: Settings, name: str, level: str, service: Service | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides; SIGTERM stops the child
     os.setpgid(0, 0)  # a group of its own: whatever it forks can be found later
-    if scheduler:
-        run_scheduler(settings, name, level)
-    else:
+    if service is None:
         run_worker(settings, name, level=level, with_scheduler=False)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+        service(settings, name)
 
 
 class Pool:
@@ -94,12 +103,16 @@ class Pool:
         self.children: dict[str, Any] = {}  # name -> a forked multiprocessing Process
         self.stopping = False
         self._context = mp.get_context("fork")
-        self.scheduler = scheduler_name(os.getpid())
+        pid = os.getpid()
+        self.services: dict[str, Service] = {
+            scheduler_name(pid): run_scheduler,
+            periodic_name(pid): run_periodic,
+        }
 
     def _spawn(self, name: str | None = None) -> None:
-        """Start a worker, or (``name`` is the scheduler's) the scheduler."""
+        """Start a worker, or the service of that ``name`` (under the same name)."""
         name = name or f"telephony-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        args = (self.settings, name, self.level, name == self.scheduler)
+        args = (self.settings, name, self.level, self.services.get(name))
         process = self._context.Process(target=_child, args=args, name=name, daemon=False)
         process.start()
         assert process.pid is not None  # started
@@ -115,7 +128,8 @@ class Pool:
     def run(self) -> int:
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGTERM, self._stop)
-        self._spawn(self.scheduler)
+        for service in self.services:
+            self._spawn(service)
         for _ in range(self.size):
             self._spawn()
         while not self.stopping:
@@ -125,7 +139,7 @@ class Pool:
                     del self.children[name]
                     # Whatever the dead child left in its group is ended before it is replaced.
                     end_group(process.pid, defaults.WORKER_LEFTOVER_GRACE)
-                    self._spawn(name if name == self.scheduler else None)
+                    self._spawn(name if name in self.services else None)
             time.sleep(0.2)
         # Warm shutdown, every group at once: each worker finishes its current job, the
         # scheduler releases its lock; then whatever is left of each group is killed.

@@ -40,7 +40,7 @@ def scheduler_name(pool_pid: int) -> str:
     return f"telephony-scheduler-{socket.gethostname()}-{pool_pid}"
 
 
-def run_scheduler(settings: Settings, name: str, level: str = "WARNING") -> None:
+def run_scheduler(settings: Settings, name: str) -> None:
     """Move due scheduled jobs onto the queue every ``SCHEDULER_INTERVAL`` until SIGTERM."""
     stopping = threading.Event()
 
@@ -53,7 +53,7 @@ def run_scheduler(settings: Settings, name: str, level: str = "WARNING") -> None
         [settings.queue_name],
         connection=client,
         interval=defaults.SCHEDULER_INTERVAL,
-        logging_level=level,
+        logging_level=logging.getLogger().level,
         serializer=JSONSerializer,
         name=name,
     )

@@ -9,6 +9,7 @@ carrying its ``user_id`` (never ringing a person twice).
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,8 @@ from telephony import defaults
 from telephony.calls import start_stale_after
 from workers.context import Context, context
 from workers.record import note, record
+
+log = logging.getLogger(__name__)
 
 _ALIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
 _UNANSWERED = frozenset({"dialing", "ringing", "connected"})
@@ -137,17 +140,83 @@ def watchdog(call_id: str, due_ms: int) -> str:
 def _start_pending(ctx: Context, call: dict[str, Any]) -> bool:
     """Whether the call's latest start job is queued, scheduled or (recently) running."""
     name = call.get("startJob")
-    if not name:
-        return False
+    return bool(name) and _job_alive(ctx, str(name))
+
+
+def _job_alive(ctx: Context, name: str) -> bool:
+    """Whether job ``name`` is queued, scheduled or running (see :func:`_alive`)."""
     try:
         job = Job.fetch(name, connection=ctx.redis, serializer=ctx.calls.queue.serializer)
     except NoSuchJobError:
+        return False
+    return _alive(ctx, job)
+
+
+def _alive(ctx: Context, job: Job | None) -> bool:
+    """Whether ``job`` is queued, scheduled or running for less than its lease: a worker
+    killed mid-job leaves it "started" until RQ notices, minutes later."""
+    if job is None:
         return False
     status = job.get_status(refresh=False)
     if status == JobStatus.STARTED and job.started_at is not None:
         lease = job.started_at.replace(tzinfo=UTC).timestamp() + stale_after(ctx) + 60
         return time.time() < lease
     return status in _ALIVE
+
+
+def sweep(ctx: Context) -> dict[str, int]:
+    """Take up every open dial-out that nothing is looking after; counts of what was found.
+
+    A live call whose watchdog job is gone, or a queued call with no start job, gets its
+    watchdog re-armed now: the watchdog then acts by its own rules (a lost start is queued
+    again, an unsure start is redialled only after its grace, deadlines are enforced), so the
+    sweep itself never dials. Run by the periodic work (:mod:`workers.periodic`), once across
+    every pool, in batches of two round trips; calls that ended or expired leave the index.
+    """
+    keys, found = ctx.store.keys, {"open": 0, "rearmed": 0, "forgotten": 0}
+    cursor = 0
+    while True:
+        cursor, rows = ctx.redis.zscan(keys.open, cursor, count=defaults.SWEEP_BATCH)
+        ids = [member.decode() for member, _ in rows]
+        pipe = ctx.redis.pipeline(transaction=False)
+        for call_id in ids:
+            pipe.hmget(keys.call(call_id), "state", "watchDue", "startJob")
+        checks: list[tuple[str, str, str | None]] = []  # call, watchdog job, start job
+        gone = []
+        for call_id, (state, due, start) in zip(ids, pipe.execute(), strict=True):
+            if state is None or state.decode() not in _WATCHED:
+                gone.append(call_id)
+                continue
+            watch = ctx.calls.watchdog_id(call_id, due) if due else ""
+            # Only a queued call needs a start job: later states have had theirs.
+            needs = (start.decode() if start else "") if state == b"queued" else None
+            checks.append((call_id, watch, needs))
+        names = [name for _, watch, start in checks for name in (watch, start) if name]
+        jobs = dict(zip(names, _fetch(ctx, names), strict=True))
+        for call_id, watch, start in checks:
+            found["open"] += 1
+            lost_start = start is not None and not _alive(ctx, jobs.get(start))
+            if lost_start or not _alive(ctx, jobs.get(watch)):
+                schedule_watchdog(ctx, call_id, 0.0)
+                found["rearmed"] += 1
+        if gone:
+            ctx.redis.zrem(keys.open, *gone)
+            found["forgotten"] += len(gone)
+        if cursor == 0:
+            if found["rearmed"]:
+                log.warning("sweep: %(rearmed)d of %(open)d open calls had lost their jobs; "
+                            "their watchdogs are re-armed", found)  # fmt: skip
+            return found
+
+
+def _fetch(ctx: Context, names: list[str]) -> list[Job | None]:
+    """Jobs by id, in one round trip (None for a missing one)."""
+    if not names:
+        return []
+    jobs: list[Job | None] = Job.fetch_many(
+        names, connection=ctx.redis, serializer=ctx.calls.queue.serializer
+    )
+    return jobs
 
 
 def _redial(ctx: Context, call: dict[str, Any]) -> str:

@@ -1,0 +1,111 @@
+"""Periodic work, run once across every pool: today the sweep of open dial-outs.
+
+Each pool runs one periodic child (supervised like the scheduler, :mod:`workers.pool`). The
+children of every pool contend for one Redis lock (``{p}:periodic``, a short TTL renewed on
+every tick, holding the owner's name); the holder runs each task when its interval is due. A
+pool's child keeps its name across restarts, so a restarted one takes the lock back at once;
+another pool's takes over within ``PERIODIC_LOCK_TTL`` after the holder's pool dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import redis
+
+from telephony import defaults
+from telephony.config import Settings
+from workers.context import Context
+
+log = logging.getLogger(__name__)
+
+#: Take the lock when free, renew it when ours: ``1`` when held by ``owner``, else ``0``.
+#: KEYS: lock. ARGV: owner, TTL in ms.
+_HOLD = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+#: Give the lock back if it is ours. KEYS: lock. ARGV: owner.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def periodic_name(pool_pid: int) -> str:
+    """The name of the pool's periodic child: the same across its restarts, unique per pool."""
+    return f"telephony-periodic-{socket.gethostname()}-{pool_pid}"
+
+
+@dataclass
+class Task:
+    name: str
+    every: float
+    run: Callable[[Context], Any]
+    due: float = 0.0  # monotonic time of its next run: at once after taking the lock
+
+
+def tasks(settings: Settings) -> list[Task]:
+    """What the periodic work does, and how often."""
+    from workers.watchdog import sweep
+
+    return [Task("sweep", settings.sweep_interval, sweep)]
+
+
+def run_periodic(settings: Settings, name: str) -> None:
+    """Hold the lock and run the due tasks, every second, until SIGTERM."""
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    ctx = Context.build(settings)
+    hold, release = ctx.redis.register_script(_HOLD), ctx.redis.register_script(_RELEASE)
+    lock, ttl_ms = ctx.store.keys.periodic, defaults.PERIODIC_LOCK_TTL * 1000
+    work = tasks(settings)
+    holding = False
+    while not stopping.is_set():
+        try:
+            held = bool(hold(keys=[lock], args=[name, ttl_ms]))
+            if held and not holding:
+                log.info("%s runs the periodic work", name)
+                for task in work:
+                    task.due = 0.0
+            holding = held
+            for task in work if holding else ():
+                if time.monotonic() >= task.due and not stopping.is_set():
+                    task.due = time.monotonic() + task.every
+                    _run(task, ctx)
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass  # an outage longer than the client's retries: logged there; next tick
+        stopping.wait(defaults.SCHEDULER_INTERVAL)
+    if holding:
+        with contextlib.suppress(redis.RedisError):
+            release(keys=[lock], args=[name])  # another pool's takes over at once
+
+
+def _run(task: Task, ctx: Context) -> None:
+    """One run of ``task``; a failure other than an outage is logged, and the task runs again
+    at its next turn (the task logs what deserves an operator's attention)."""
+    began = time.monotonic()
+    try:
+        outcome = task.run(ctx)
+    except (redis.ConnectionError, redis.TimeoutError):
+        raise
+    except Exception:
+        log.exception("periodic task %s failed", task.name)
+        return
+    log.debug("%s: %s (%.2f s)", task.name, outcome, time.monotonic() - began)
