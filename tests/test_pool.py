@@ -120,6 +120,34 @@ def test_pool_keeps_its_size_and_stops_without_leftovers(
                 os.killpg(child, signal.SIGKILL)
 
 
+def test_children_do_not_outlive_a_killed_pool(
+    redis_url: str, settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """A pool killed by SIGKILL (the OOM killer) takes its children with it: no orphaned
+    worker keeps taking jobs, and the scheduler's lock is free for another pool at once."""
+    env = {
+        "REDIS_URL": redis_url,
+        "DAILY_API_KEY": DAILY_API_KEY,
+        "TELEPHONY_KEY_PREFIX": settings.key_prefix,
+        "TELEPHONY_QUEUE": settings.queue_name,
+    }
+    processes = Processes(env, tmp_path)
+    name = processes.spawn(["-m", "telephony", "worker", "-n", "1"], "pool")
+    pool = processes.running[name]
+    children = pool_children(pool.pid, 1)
+    lock = f"rq:scheduler-lock:{settings.queue_name}"
+    try:
+        wait_for(lambda: redis_client.exists(lock), 10, "the scheduler to take its lock")
+        processes.kill(name)
+        wait_for(lambda: not any(_stat(str(pid)) for pid in children), 10, "the children to end")
+        assert not redis_client.exists(lock)
+    finally:
+        processes.close()
+        for child in children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child, signal.SIGKILL)
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A private ``redis-server`` with AOF, for tests that stop and restart it."""
@@ -169,7 +197,6 @@ def test_pool_rides_out_a_redis_restart(
         wait_for(lambda: client.hlen(counts) >= 20, 10, "the first timers to run")
 
         restart(own_redis, 2.0)
-        back = time.monotonic()
 
         def all_ran() -> bool:
             # RQ scores scheduled jobs in whole seconds, rounded down: 3 s past a score is
@@ -180,8 +207,8 @@ def test_pool_rides_out_a_redis_restart(
                 int(client.hget(counts, name) or 0) == 3 for name in retrying
             )
 
+        # Within 15 s of Redis's return, or 2 s after the last timer is due if that is later.
         wait_for(all_ran, max(15.0, start + 22 - time.time()), "every job to run")
-        assert time.monotonic() - back < 15 or time.time() < start + 22
         runs = {name.decode(): int(n) for name, n in client.hgetall(counts).items()}
         assert {n for name, n in runs.items() if name.startswith("timer-")} == {1}
         assert processes_where(0, pool.pid) == children, processes.logs()

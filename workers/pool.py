@@ -17,6 +17,7 @@ way); ``telephony worker`` is the way to run them in production.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing as mp
 import os
@@ -85,9 +86,22 @@ def run_worker(
 Service = Callable[[Settings, str], None]
 
 
-def _child(settings: Settings, name: str, level: str, service: Service | None) -> None:
+def _die_with(pool: int) -> None:
+    """Have Linux send this child SIGTERM when the pool dies, even by SIGKILL: a child in a
+    group of its own would otherwise live on, orphaned, taking jobs nobody supervises."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != pool:  # the pool died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _child(settings: Settings, name: str, level: str, service: Service | None, pool: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides; SIGTERM stops the child
     os.setpgid(0, 0)  # a group of its own: whatever it forks can be found later
+    _die_with(pool)
     if service is None:
         run_worker(settings, name, level=level, with_scheduler=False)
     else:
@@ -112,7 +126,7 @@ class Pool:
     def _spawn(self, name: str | None = None) -> None:
         """Start a worker, or the service of that ``name`` (under the same name)."""
         name = name or f"telephony-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        args = (self.settings, name, self.level, self.services.get(name))
+        args = (self.settings, name, self.level, self.services.get(name), os.getpid())
         process = self._context.Process(target=_child, args=args, name=name, daemon=False)
         process.start()
         assert process.pid is not None  # started
