@@ -183,6 +183,16 @@ WORKER_REDIS_BACKOFF_CAP = 2.0
 #: retry or pacing wait runs at most about this late, and each pass is a few Redis commands.
 SCHEDULER_INTERVAL = 1
 
+#: Seconds the scheduler waits for any one Redis reply: its commands take milliseconds, and
+#: a connection a restart left half-open must cost one tick, not the scheduler.
+SCHEDULER_SOCKET_TIMEOUT = 5.0
+
+#: Seconds a job may sit in RQ's intermediate queue (taken by a worker, never started) before
+#: the scheduler puts it back on the queue. A worker marks its job started in the round trip
+#: after taking it (milliseconds); 5 s is far beyond that even on a loaded machine, and far
+#: below RQ's own minute-or-more (which fails the job instead).
+RESCUE_AFTER = 5.0
+
 #: Seconds a worker's command channel (RQ's pub/sub thread) reads before it looks whether it
 #: must stop: bounds how long a warm shutdown waits for it (RQ's 60 s made every idle worker
 #: outlive the pool's shutdown deadline). A read is a socket timeout, not a Redis command.

@@ -40,10 +40,7 @@ class _Outage:
             if self.since is not None:
                 return
             self.since = time.monotonic()
-        log.warning(
-            "Redis unreachable (%s); retrying for up to %.0f s", error or type(error).__name__,
-            retry_budget(),
-        )  # fmt: skip
+        log.warning("Redis unreachable (%s); waiting for it", error or type(error).__name__)
 
     def answered(self) -> None:
         with self._lock:
@@ -79,14 +76,6 @@ class PatientRetry(Retry):
         if failures or OUTAGE.since is not None:
             OUTAGE.answered()
         return result
-
-
-def retry_budget() -> float:
-    """Seconds a command keeps retrying before its error is raised (backoff sleeps only)."""
-    backoff = ExponentialBackoff(
-        cap=defaults.WORKER_REDIS_BACKOFF_CAP, base=defaults.WORKER_REDIS_BACKOFF_BASE
-    )
-    return sum(backoff.compute(n) for n in range(1, defaults.WORKER_REDIS_RETRIES + 1))
 
 
 def patient_options() -> dict[str, Any]:

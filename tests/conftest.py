@@ -52,6 +52,19 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private ``redis-server`` with AOF (the same binary as the session's), for a test that
+    stops and restarts it: ``own_redis.stop()``, then ``own_redis.start()`` on the same port
+    and directory."""
+    binary = os.environ.get("TELEPHONY_TEST_REDIS_SERVER")
+    server = RedisServer(tmp_path / "own-redis", appendonly=True, binary=binary).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def key_prefix() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 

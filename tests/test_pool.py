@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -148,14 +147,27 @@ def test_children_do_not_outlive_a_killed_pool(
                 os.killpg(child, signal.SIGKILL)
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A private ``redis-server`` with AOF, for tests that stop and restart it."""
-    server = RedisServer(tmp_path / "redis", appendonly=True).start()
+def test_a_job_lost_between_the_queue_and_a_worker_runs_anyway(
+    redis_url: str, settings: Settings, redis_client: redis.Redis, queue: Queue, tmp_path: Path
+) -> None:
+    """A job taken off the queue (into RQ's intermediate queue) by a worker that died, or
+    whose Redis restarted before answering, is queued again by the scheduler and runs."""
+    counts = f"{settings.key_prefix}:runs"
+    job = queue.enqueue("tests.support.jobs.tick", counts, "lost")
+    assert redis_client.lmove(queue.key, queue.intermediate_queue_key) == job.id.encode()
+    env = {
+        "REDIS_URL": redis_url,
+        "DAILY_API_KEY": DAILY_API_KEY,
+        "TELEPHONY_KEY_PREFIX": settings.key_prefix,
+        "TELEPHONY_QUEUE": settings.queue_name,
+    }
+    processes = Processes(env, tmp_path)
+    processes.spawn(["-m", "telephony", "worker", "-n", "1"], "pool")
     try:
-        yield server
+        wait_for(lambda: redis_client.hget(counts, "lost") == b"1", 15, "the lost job to run")
+        assert redis_client.llen(queue.intermediate_queue_key) == 0
     finally:
-        server.stop()
+        processes.close()
 
 
 def restart(server: RedisServer, down: float) -> RedisServer:
@@ -202,7 +214,7 @@ def test_pool_rides_out_a_redis_restart(
             # RQ scores scheduled jobs in whole seconds, rounded down: 3 s past a score is
             # more than 2 s past the job's real due time.
             overdue = client.zrangebyscore(f"rq:scheduled:{queue.name}", "-inf", time.time() - 3)
-            assert not overdue, f"{len(overdue)} jobs overdue: {overdue[:5]}\n{processes.logs()}"
+            assert not overdue, f"{len(overdue)} jobs overdue: {overdue[:5]}\n{processes.logs(400)}"
             return client.hlen(counts) == timers + len(retrying) and all(
                 int(client.hget(counts, name) or 0) == 3 for name in retrying
             )

@@ -100,6 +100,10 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def _child(settings: Settings, name: str, level: str, service: Service | None, pool: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides; SIGTERM stops the child
+    # Forked with the pool's own SIGTERM handler, which only flags the pool's copy: a SIGTERM
+    # before the child installs its own (RQ's, the scheduler's) was swallowed, and the pool
+    # then waited its whole shutdown deadline for that child. Until then, SIGTERM ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.setpgid(0, 0)  # a group of its own: whatever it forks can be found later
     _die_with(pool)
     if service is None:
