@@ -104,15 +104,33 @@ def test_other_secret_is_refused(web: str, sign_webhook: Any) -> None:
     assert post(web, body, sign_webhook(body, secret=other)).status_code == 401
 
 
+def every_key(client: Any, prefix: str) -> dict[bytes, bytes]:
+    """Every key of the test's prefix with its serialized value (``DUMP``)."""
+    return {key: client.dump(key) for key in client.scan_iter(match=f"{prefix}*")}
+
+
+@pytest.mark.parametrize("body", [b'{"test": "test"}', b"{}", b'{"type": null, "id": "x"}'])
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
 def test_test_request_is_acknowledged_and_changes_nothing(
-    web: str, store: CallStore, sign_webhook: Any
+    web: str, store: CallStore, sign_webhook: Any, body: bytes, signed: bool
 ) -> None:
-    before = store.feed(after=0, limit=500)
-    body = b'{"test": "test"}'
-    response = post(web, body, sign_webhook(body))
+    """Daily's test request (no event ``type``) is answered 200 whether or not it is signed,
+    or Daily could never register the webhook; it leaves every key as it was."""
+    queue_call(store, "call-t")
+    before = every_key(store.redis, store.settings.key_prefix)
+    headers = sign_webhook(body) if signed else {"Content-Type": "application/json"}
+    response = post(web, body, headers)
     assert response.status_code == 200
-    assert response.json()["status"] == "test"
-    assert store.feed(after=0, limit=500) == before
+    assert response.json() == {"ok": True, "status": "test"}
+    assert every_key(store.redis, store.settings.key_prefix) == before
+
+
+def test_an_unsigned_event_is_still_refused(web: str, store: CallStore) -> None:
+    queue_call(store, "call-u")
+    body = envelope("dialout.answered", "evt-u", user_id="call-u", session_id="s-u")
+    response = post(web, body, {"Content-Type": "application/json"})
+    assert response.status_code == 401
+    assert store.state("call-u") == "queued"
 
 
 def test_unknown_type_is_acknowledged_and_kept(
