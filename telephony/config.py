@@ -117,6 +117,7 @@ class Settings:
     daily_read_timeout: float = defaults.DAILY_READ_TIMEOUT
     queue_name: str = defaults.QUEUE_NAME
     sweep_interval: float = defaults.SWEEP_INTERVAL
+    spool_dir: str = defaults.SPOOL_DIR
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -155,4 +156,5 @@ class Settings:
             sweep_interval=_float(
                 env, "TELEPHONY_SWEEP_INTERVAL", defaults.SWEEP_INTERVAL, minimum=0.1
             ),
+            spool_dir=env.get("TELEPHONY_SPOOL_DIR") or defaults.SPOOL_DIR,
         )

@@ -100,6 +100,20 @@ DEDUPE_TTL = 86_400
 #: tell us which call it belongs to.
 PENDING_TTL = 3_600
 
+#: Where the webhook receiver journals verified webhooks it cannot commit (Redis away),
+#: relative to the working directory unless ``TELEPHONY_SPOOL_DIR`` says otherwise.
+SPOOL_DIR = ".telephony-spool"
+
+#: Bytes one process's journal may hold. A webhook is about 0.5-2 KB: 64 MiB keeps 30,000 or
+#: more, several minutes of a large call center's busiest traffic, while a disk never fills
+#: from it. Past it a webhook is answered 503 (and counted): Daily retries it.
+SPOOL_MAX_BYTES = 64 * 1024 * 1024
+
+#: Seconds between the spool's attempts to reach Redis again: starts short (an outage is
+#: usually a restart of a second or two), doubles up to the cap.
+SPOOL_RETRY_MIN = 0.1
+SPOOL_RETRY_MAX = 2.0
+
 # --- Redis layout and retention ----------------------------------------------------------------
 
 #: Prefix of every key and channel, so the service can share a Redis with other programs.

@@ -90,6 +90,7 @@ class Stack:
             "TELEPHONY_API_TOKEN": self.token,
             "TELEPHONY_RETRY_BASE": "0.5",
             "TELEPHONY_AMBIGUOUS_GRACE": "5",
+            "TELEPHONY_SPOOL_DIR": str(self.data_dir / "spool"),
         }
 
     def start(self) -> None:

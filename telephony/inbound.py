@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import redis
+
 from telephony import signature
 from telephony.config import Settings
+from telephony.spool import Spool, SpoolFull
 from telephony.store import CallStore, Change, Outcome, iso_time, now_iso
 
 
@@ -31,6 +34,12 @@ class Malformed(WebhookRejected):
     """Correctly signed, but not a JSON object."""
 
 
+class Unavailable(WebhookRejected):
+    """Authentic, but neither Redis nor the spool could take it: Daily must retry it."""
+
+    status = 503
+
+
 #: Daily event type → (trigger, call kind, fields set when the move applies).
 _TYPES: dict[str, tuple[str, str, dict[str, str]]] = {
     "dialout.connected": ("connect", "dialout", {}),
@@ -48,10 +57,16 @@ _TRANSFER_PREFIX = "calltransfer."
 
 
 class Receiver:
-    """Verifies and applies webhooks; one per process, sharing the store's connection pool."""
+    """Verifies and applies webhooks; one per process, sharing the store's connection pool.
 
-    def __init__(self, store: CallStore, settings: Settings) -> None:
+    An authentic webhook that cannot be committed because Redis is away goes to the
+    :class:`~telephony.spool.Spool` (when there is one), and so does every later one while the
+    spool holds anything, so that webhooks are applied in the order they arrived.
+    """
+
+    def __init__(self, store: CallStore, settings: Settings, spool: Spool | None = None) -> None:
         self.store = store
+        self.spool = spool
         self.key: bytes | None = None
         if settings.webhook_secret:
             self.key = signature.decode_secret(settings.webhook_secret.reveal())
@@ -70,8 +85,31 @@ class Receiver:
 
     def receive(self, body: bytes, timestamp: str | None, sig: str | None) -> Outcome | None:
         """Apply an authentic webhook; ``None`` for Daily's test request (no known shape)."""
-        change = to_change(self.verify(body, timestamp, sig))
+        envelope = self.verify(body, timestamp, sig)
+        change = to_change(envelope)
+        if change is None:
+            return None
+        if self.spool is not None and self.spool.busy:
+            return self._spool(envelope)  # behind the webhooks already waiting
+        try:
+            return self.store.apply(change)
+        except (redis.ConnectionError, redis.TimeoutError):
+            if self.spool is None:
+                raise
+            return self._spool(envelope)
+
+    def apply(self, envelope: dict[str, Any]) -> Outcome | None:
+        """Commit one verified envelope (the spool's way back in): the normal apply path."""
+        change = to_change(envelope)
         return None if change is None else self.store.apply(change)
+
+    def _spool(self, envelope: dict[str, Any]) -> Outcome:
+        assert self.spool is not None
+        try:
+            self.spool.append(envelope)
+        except (SpoolFull, OSError) as exc:
+            raise Unavailable(f"state store unavailable and {exc}") from None
+        return Outcome("spooled", "", "", "", 0)
 
 
 def is_test_request(envelope: dict[str, Any]) -> bool:

@@ -21,7 +21,8 @@ from telephony.config import ConfigError, Settings
 from telephony.keys import Keys
 from telephony.reconnect import patient_options
 
-Status = Literal["applied", "ignored", "duplicate", "held", "exists", "orphan"]
+#: What became of a change; ``spooled``: journalled while Redis was away, applied later.
+Status = Literal["applied", "ignored", "duplicate", "held", "exists", "orphan", "spooled"]
 _SCRIPT = resources.files("telephony").joinpath("apply.lua").read_text()
 
 

@@ -86,8 +86,10 @@ def redis_client(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def settings(redis_url: str, key_prefix: str, redis_client: redis.Redis) -> Settings:
-    """Settings for one test: its own key prefix and queue, fast retries, test secrets."""
+def settings(
+    redis_url: str, key_prefix: str, redis_client: redis.Redis, tmp_path: Path
+) -> Settings:
+    """Settings for one test: its own key prefix, queue and spool, fast retries, test secrets."""
     return Settings(
         redis_url=redis_url,
         daily_api_url="http://127.0.0.1:9/v1",  # replaced by the sandbox fixture's URL
@@ -101,6 +103,7 @@ def settings(redis_url: str, key_prefix: str, redis_client: redis.Redis) -> Sett
         retry_cap=1.0,
         ambiguous_grace=2.0,
         daily_read_timeout=2.0,
+        spool_dir=str(tmp_path / "spool"),
     )
 
 
@@ -511,6 +514,7 @@ class Stack:
                 "TELEPHONY_API_TOKEN": API_TOKEN,
                 "TELEPHONY_KEY_PREFIX": self.prefix,
                 "TELEPHONY_QUEUE": f"{self.prefix}-q",
+                "TELEPHONY_SPOOL_DIR": str(self.log_dir / "spool"),
                 **self.overrides,
             }
             self.settings = Settings.from_env(self.env)

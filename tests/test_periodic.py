@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import DAILY_API_KEY, Processes, wait_for
+from conftest import Processes, wait_for
 from rq import Queue
 from rq.job import Job, JobStatus
+from support.pool import pool_env
 
 from telephony.calls import Calls
 from telephony.config import Settings
@@ -73,14 +74,13 @@ def test_a_call_whose_watchdog_was_deleted_still_ends_at_its_ring_timeout(
     sandbox: Any,
     tmp_path: Path,
 ) -> None:
-    env = {
-        "REDIS_URL": redis_url,
-        "DAILY_API_URL": sandbox.url,
-        "DAILY_API_KEY": DAILY_API_KEY,
-        "TELEPHONY_KEY_PREFIX": settings.key_prefix,
-        "TELEPHONY_QUEUE": settings.queue_name,
-        "TELEPHONY_SWEEP_INTERVAL": "1",
-    }
+    env = pool_env(
+        redis_url,
+        settings.key_prefix,
+        settings.queue_name,
+        DAILY_API_URL=sandbox.url,
+        TELEPHONY_SWEEP_INTERVAL="1",
+    )
     calls = Calls(redis_client, settings)
     processes = Processes(env, tmp_path)
     pool = processes.running[processes.spawn(["-m", "telephony", "worker", "-n", "1"], "pool")]

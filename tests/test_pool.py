@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import DAILY_API_KEY, Processes, wait_for
+from conftest import Processes, wait_for
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from support.pool import pool_env
 
 from telephony.calls import WATCHDOG_JOB
 from telephony.config import Settings
@@ -64,12 +65,7 @@ def pool_children(pool_pid: int, workers: int) -> set[int]:
 def test_pool_keeps_its_size_and_stops_without_leftovers(
     redis_url: str, settings: Settings, redis_client: redis.Redis, queue: Queue, tmp_path: Path
 ) -> None:
-    env = {
-        "REDIS_URL": redis_url,
-        "DAILY_API_KEY": DAILY_API_KEY,
-        "TELEPHONY_KEY_PREFIX": settings.key_prefix,
-        "TELEPHONY_QUEUE": settings.queue_name,
-    }
+    env = pool_env(redis_url, settings.key_prefix, settings.queue_name)
 
     def finished(name: str) -> bool:
         job = Job.fetch(name, connection=redis_client, serializer=queue.serializer)
@@ -124,12 +120,7 @@ def test_children_do_not_outlive_a_killed_pool(
 ) -> None:
     """A pool killed by SIGKILL (the OOM killer) takes its children with it: no orphaned
     worker keeps taking jobs, and the scheduler's lock is free for another pool at once."""
-    env = {
-        "REDIS_URL": redis_url,
-        "DAILY_API_KEY": DAILY_API_KEY,
-        "TELEPHONY_KEY_PREFIX": settings.key_prefix,
-        "TELEPHONY_QUEUE": settings.queue_name,
-    }
+    env = pool_env(redis_url, settings.key_prefix, settings.queue_name)
     processes = Processes(env, tmp_path)
     name = processes.spawn(["-m", "telephony", "worker", "-n", "1"], "pool")
     pool = processes.running[name]
@@ -155,12 +146,7 @@ def test_a_job_lost_between_the_queue_and_a_worker_runs_anyway(
     counts = f"{settings.key_prefix}:runs"
     job = queue.enqueue("tests.support.jobs.tick", counts, "lost")
     assert redis_client.lmove(queue.key, queue.intermediate_queue_key) == job.id.encode()
-    env = {
-        "REDIS_URL": redis_url,
-        "DAILY_API_KEY": DAILY_API_KEY,
-        "TELEPHONY_KEY_PREFIX": settings.key_prefix,
-        "TELEPHONY_QUEUE": settings.queue_name,
-    }
+    env = pool_env(redis_url, settings.key_prefix, settings.queue_name)
     processes = Processes(env, tmp_path)
     processes.spawn(["-m", "telephony", "worker", "-n", "1"], "pool")
     try:
@@ -185,12 +171,7 @@ def test_pool_rides_out_a_redis_restart(
     retried one as planned), nothing stays overdue, and no worker process exits."""
     client = redis.Redis.from_url(own_redis.url)
     queue = Queue(f"{key_prefix}-q", connection=client, serializer=JSONSerializer)
-    env = {
-        "REDIS_URL": own_redis.url,
-        "DAILY_API_KEY": DAILY_API_KEY,
-        "TELEPHONY_KEY_PREFIX": key_prefix,
-        "TELEPHONY_QUEUE": queue.name,
-    }
+    env = pool_env(own_redis.url, key_prefix, queue.name)
     processes = Processes(env, tmp_path)
     pool = processes.running[processes.spawn(["-m", "telephony", "worker", "-n", "2"], "pool")]
     try:

@@ -13,6 +13,7 @@ from telephony.calls import Calls
 from telephony.config import Settings
 from telephony.inbound import Receiver
 from telephony.keys import Keys
+from telephony.spool import Spool
 from telephony.store import CallStore, connect
 
 
@@ -28,9 +29,10 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         client = connect(settings, "the web server", socket_timeout=5, health_check_interval=30)
         store = CallStore(client, settings)
-        return cls(
-            settings, client, store, Receiver(store, settings), Calls(client, settings, store)
-        )
+        receiver = Receiver(store, settings)
+        receiver.spool = Spool(settings.spool_dir, receiver.apply)
+        receiver.spool.adopt()  # journals of web processes that died: applied from here on
+        return cls(settings, client, store, receiver, Calls(client, settings, store))
 
     @property
     def keys(self) -> Keys:

@@ -18,18 +18,48 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
+    """Ready while Redis answers; ``degraded`` while this process's webhook spool still holds
+    webhooks it took while Redis was away (they are being applied)."""
+    spool = _spool_stats()
     try:
         services().redis.ping()
     except redis.RedisError:
         return error_response(503, "redis unreachable")
-    return jsonify({"ok": True, "redis": "reachable"})
+    status = "degraded" if spool["entries"] else "ready"
+    return jsonify({"ok": True, "status": status, "redis": "reachable", "spool": spool})
+
+
+def _spool_stats() -> dict[str, float]:
+    spool = services().receiver.spool
+    if spool is None:
+        return {"entries": 0, "bytes": 0, "oldest_age": 0.0, "refused": 0}
+    return spool.stats()
 
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Counters kept in Redis (shared by every process), in Prometheus' text format."""
-    counters = services().redis.hgetall(services().keys.metrics)
+    """Counters kept in Redis (shared by every process), in Prometheus' text format, and this
+    process's webhook spool (shown even while Redis is away)."""
+    spool = _spool_stats()
     lines = [
+        "# HELP telephony_spool_entries Webhooks journalled while Redis was away, not yet applied.",
+        "# TYPE telephony_spool_entries gauge",
+        f"telephony_spool_entries {spool['entries']}",
+        "# HELP telephony_spool_bytes Bytes of the webhook journal.",
+        "# TYPE telephony_spool_bytes gauge",
+        f"telephony_spool_bytes {spool['bytes']}",
+        "# HELP telephony_spool_oldest_age_seconds Age of the oldest journalled webhook.",
+        "# TYPE telephony_spool_oldest_age_seconds gauge",
+        f"telephony_spool_oldest_age_seconds {spool['oldest_age']:.3f}",
+        "# HELP telephony_spool_refused_total Webhooks refused (503) with the journal full.",
+        "# TYPE telephony_spool_refused_total counter",
+        f"telephony_spool_refused_total {spool['refused']}",
+    ]
+    try:
+        counters = services().redis.hgetall(services().keys.metrics)
+    except redis.RedisError:
+        counters = {}  # Redis away: the spool's figures are what matters now
+    lines += [
         "# HELP telephony_events_total Events recorded, by outcome.",
         "# TYPE telephony_events_total counter",
     ]

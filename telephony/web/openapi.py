@@ -390,7 +390,9 @@ def _paths() -> Schema:
                 },
                 "responses": {
                     "200": _answer(
-                        "Authentic; recorded (or Daily's test request).",
+                        "Authentic: recorded (`applied`, `duplicate`, ...), or journalled while "
+                        "Redis is away and applied when it is back (`spooled`); or Daily's test "
+                        "request (no event `type`, signed or not: `test`).",
                         _closed(
                             {"ok": {"type": "boolean"}, "status": {"type": "string"}},
                             ["ok", "status"],
@@ -405,8 +407,25 @@ def _paths() -> Schema:
         "/healthz": {"get": _health("Liveness", _closed({"ok": {"type": "boolean"}}, ["ok"]))},
         "/readyz": {
             "get": _health(
-                "Readiness: Redis reachable",
-                _closed({"ok": {"type": "boolean"}, "redis": {"type": "string"}}, ["ok"]),
+                "Readiness: Redis reachable; `degraded` while webhooks taken during an outage "
+                "are still being applied",
+                _closed(
+                    {
+                        "ok": {"type": "boolean"},
+                        "status": {"enum": ["ready", "degraded"]},
+                        "redis": {"type": "string"},
+                        "spool": _closed(
+                            {
+                                "entries": {"type": "integer", "minimum": 0},
+                                "bytes": {"type": "integer", "minimum": 0},
+                                "oldest_age": {"type": "number", "minimum": 0},
+                                "refused": {"type": "integer", "minimum": 0},
+                            },
+                            ["entries", "bytes", "oldest_age", "refused"],
+                        ),
+                    },
+                    ["ok", "status", "redis", "spool"],
+                ),
             )
         },
         "/metrics": {
