@@ -29,10 +29,13 @@ def version(package: str) -> str:
 
 
 @contextlib.contextmanager
-def children(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Iterator[list[Any]]:
+def children(
+    commands: list[list[str]], env: dict[str, str], cwd: Path, log: Path | None = None
+) -> Iterator[list[Any]]:
     """Python child processes (``commands`` are their arguments), each leading its own group;
-    the groups are stopped on the way out."""
+    the groups are stopped on the way out. ``log``: where their output goes (else ours)."""
     started: list[subprocess.Popen[bytes]] = []
+    output = open(log, "ab") if log else None  # noqa: SIM115 - closed below
     try:
         for command in commands:
             started.append(
@@ -41,12 +44,16 @@ def children(commands: list[list[str]], env: dict[str, str], cwd: Path) -> Itera
                     cwd=cwd,
                     env=env,
                     stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT if log else None,
                     start_new_session=True,
                 )
             )
         yield started
     finally:
         stop_groups(started)
+        if output:
+            output.close()
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -69,7 +69,9 @@ def one_outage(outage: float, timers: int, spread: float, workers: int, base: Pa
     }
     runs = f"{prefix}:runs"
     try:
-        with children([["-m", "telephony", "worker", "-n", str(workers)]], env, REPO) as [pool]:
+        pool_log = base / f"pool-{outage:g}.log"  # RQ logs every planned failure
+        command = [["-m", "telephony", "worker", "-n", str(workers)]]
+        with children(command, env, REPO, log=pool_log) as [pool]:
             wait_until(lambda: len(pool_children(pool.pid)) == workers + 2, 30, "the pool")
             before = pool_children(pool.pid)
             start = time.time()

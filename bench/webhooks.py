@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import http.client
 import importlib.util
 import json
 import os
@@ -25,10 +26,12 @@ import platform
 import re
 import secrets
 import shutil
+import socket
 import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,9 +93,16 @@ class Config:
 
 
 def server_command(kind: str, app: str, port: int, config: Config) -> list[str]:
-    """The server's Python arguments."""
+    """The server's Python arguments. ``asgi``: ours is the ASGI front ``telephony serve``
+    runs (``telephony.web.asgi``), compared with the same bare WSGI app as ``granian``."""
     target = {"ours": "telephony.web:create_app", "bare": "webhooks:bare_app"}[app]
-    if kind == "granian":
+    if kind == "asgi" and app == "ours":
+        return ["-m", "granian", "--interface", "asgi", "--factory",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", str(config.workers),
+                "--blocking-threads", "1", "--backlog", "2048",
+                "--no-access-log", "--log-level", "error",
+                "telephony.web.asgi:create_app"]  # fmt: skip
+    if kind in ("granian", "asgi"):
         return ["-m", "granian", "--interface", "wsgi", "--factory",
                 "--host", "127.0.0.1", "--port", str(port), "--workers", str(config.workers),
                 "--blocking-threads", str(config.threads), "--backlog", "2048",
@@ -106,6 +116,7 @@ def server_command(kind: str, app: str, port: int, config: Config) -> list[str]:
 def serve(kind: str, app: str, env: dict[str, str], config: Config) -> Iterator[str]:
     """One server process (its workers are its children); yields its URL, stops it by pid."""
     port = free_port()
+    env = {**env, "TELEPHONY_WEB_THREADS": str(config.threads)}  # the ASGI front's pool
     with children([server_command(kind, app, port, config)], env, HERE) as started:
         url = f"http://127.0.0.1:{port}"
         wait_ready(f"{url}/healthz", started, timeout=20, any_status=True)  # bare: 404
@@ -283,6 +294,88 @@ def latency(url: str, redis_url: str, bodies: list[Body], rate: float) -> tuple[
     return delays, len(due) - len(delays)
 
 
+# --- Slow clients -------------------------------------------------------------------------------
+
+
+def trickle(port: int, count: int, stop: threading.Event) -> None:
+    """``count`` connections each sending a webhook's body at 1 byte/s after a valid
+    ``Content-Length``; one the server closes (408) is opened again, as an attacker would."""
+
+    def opened() -> socket.socket:
+        conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+        conn.setblocking(False)
+        conn.send(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n\r\n".encode())
+        return conn
+
+    conns = [opened() for _ in range(count)]
+    while not stop.wait(1.0):
+        for n, conn in enumerate(conns):
+            try:
+                conn.send(b"x")
+            except OSError:
+                conn.close()
+                with contextlib.suppress(OSError):
+                    conns[n] = opened()
+    for conn in conns:
+        conn.close()
+
+
+def probe(url: str, bodies: list[Body], interval: float) -> list[float]:
+    """Open loop: a signed webhook every ``interval`` s, each on its own connection and
+    thread; seconds to a 200 (5.0 for a timeout or a failure)."""
+    results: list[float] = [5.0] * len(bodies)
+
+    def send(n: int, body: Body) -> None:
+        began = time.monotonic()
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=5)
+            head, payload = signed(body)
+            connection.request("POST", PATH, body=payload, headers=head)
+            if connection.getresponse().status == 200:
+                results[n] = time.monotonic() - began
+            connection.close()
+
+    threads = []
+    t0 = time.monotonic()
+    for n, body in enumerate(bodies):
+        time.sleep(max(0.0, t0 + n * interval - time.monotonic()))
+        threads.append(threading.Thread(target=send, args=(n, body), daemon=True))
+        threads[-1].start()
+    for thread in threads:
+        thread.join(10)
+    return sorted(results)
+
+
+def slow_clients(
+    kinds: list[str],
+    counts: list[int],
+    events: Events,
+    env: dict[str, str],
+    config: Config,
+    seconds: float,
+) -> list[tuple[str, int, float, float, int]]:
+    """(server, N, p50 ms, p99 ms, timed out) of probes beside N body-trickling clients."""
+    rows = []
+    for kind in kinds:
+        for count in counts:
+            bodies = events.take(int(seconds * 10) // len(LIFECYCLE) + 1)[: int(seconds * 10)]
+            with serve(kind, "ours", env, config) as url:
+                stop = threading.Event()
+                port = int(url.rsplit(":", 1)[1])
+                tricklers = threading.Thread(target=trickle, args=(port, count, stop))
+                tricklers.start()
+                time.sleep(1.0)  # every connection open and trickling
+                try:
+                    delays = probe(url, bodies, 0.1)
+                finally:
+                    stop.set()
+                    tricklers.join(15)
+            timed_out = sum(1 for d in delays if d >= 5.0)
+            rows.append((kind, count, percentile(delays, 0.5) * 1000,
+                         percentile(delays, 0.99) * 1000, timed_out))  # fmt: skip
+    return rows
+
+
 def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
@@ -319,10 +412,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="latency run, events/s")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--servers", default="granian,gunicorn", help="comma-separated")
+    parser.add_argument(
+        "--servers", default="granian,asgi,gunicorn",
+        help="comma-separated: granian (WSGI), asgi (granian + the ASGI front), gunicorn",
+    )  # fmt: skip
+    parser.add_argument(
+        "--slow", default="",
+        help="slow-client mode: comma-separated counts of body-trickling clients (0,16,64,256)",
+    )  # fmt: skip
+    parser.add_argument("--slow-seconds", type=float, default=10.0, help="probes per count")
     args = parser.parse_args(argv)
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
-    servers = [s for s in args.servers.split(",") if importlib.util.find_spec(s) is not None]
+    servers = [
+        s for s in args.servers.split(",")
+        if importlib.util.find_spec("granian" if s == "asgi" else s) is not None
+    ]  # fmt: skip
     config = Config(args.workers, args.threads)
     key = secrets.token_bytes(32)
     started = time.monotonic()
@@ -356,6 +460,20 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((kind, bare, ours, counted.get("duplicate", 0)))
             trips.append((kind, sum(counted.values()), commands))
 
+        # The ASGI front against today's WSGI entry point, alternated (A B A B) so that the
+        # machine's drift over the run falls on both alike.
+        ab: dict[str, list[float]] = {"granian": [], "asgi": []}
+        if "granian" in servers and "asgi" in servers:
+            for _ in range(2):
+                for kind in ab:
+                    ab[kind].append(run(kind, "ours", events.take(args.calls)).rate)
+
+        slow = []
+        if args.slow:
+            counts = [int(n) for n in args.slow.split(",")]
+            kinds = [k for k in ("granian", "asgi") if k in servers]
+            slow = slow_clients(kinds, counts, events, env, config, args.slow_seconds)
+
         warmup = int(args.rate)  # one second at the same rate, not measured
         count = warmup + int(args.rate * args.latency_seconds)
         bodies = events.take(count // len(LIFECYCLE) + 1)[:count]
@@ -381,6 +499,11 @@ def main(argv: list[str] | None = None) -> int:
         note = f"  ({duplicates} duplicates: raise --calls)" if duplicates else ""
         print(f"{kind:<10} {bare.rate:>11.0f} {ours.rate:>11.0f} {ours.rate / bare.rate:>9.2f}x"
               f"  {bare.failed}/{ours.failed}{note}")  # fmt: skip
+    if ab["asgi"]:
+        wsgi, asgi = (", ".join(f"{r:.0f}" for r in ab[k]) for k in ("granian", "asgi"))
+        ratio = sum(ab["asgi"]) / sum(ab["granian"])
+        print(f"ours, alternated: WSGI {wsgi} req/s, ASGI front {asgi} req/s: "
+              f"ASGI / WSGI {ratio:.2f}x")  # fmt: skip
     print()
     for kind, webhooks, commands in trips:
         evalsha = commands.pop("evalsha", 0)
@@ -396,6 +519,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"webhook -> subscriber latency at {args.rate:g}/s for {args.latency_seconds:g} s "
           f"({servers[0]}, after 1 s warm-up): p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
           f"max {delays[-1]:.2f} ms, lost {lost}")  # fmt: skip
+    if slow:
+        print()
+        print(f"signed webhook every 100 ms for {args.slow_seconds:g} s beside N clients "
+              "trickling a body at 1 byte/s:")  # fmt: skip
+        print(f"{'server':<10} {'N':>4} {'p50 ms':>8} {'p99 ms':>8}  timed out (5 s)")
+        for kind, count, p50, p99, timed_out in slow:
+            print(f"{kind:<10} {count:>4} {p50:>8.1f} {p99:>8.1f}  {timed_out}")
     print(f"total {time.monotonic() - started:.0f} s")
     return 0
 

@@ -20,20 +20,24 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    """Production HTTP server: granian, chosen by measurement (see bench/README.md)."""
+    """Production HTTP server: granian, chosen by measurement (see bench/README.md), running
+    the ASGI front (``telephony.web.asgi``), where no slow client holds a thread."""
+    import os
+
     from granian.constants import Interfaces
     from granian.server import Server
 
     from telephony.config import Settings
 
     Settings.from_env()  # fail fast, with the variable named, before forking workers
+    os.environ["TELEPHONY_WEB_THREADS"] = str(args.threads)  # read by each worker's front
     server = Server(
-        "telephony.web:create_app",
+        "telephony.web.asgi:create_app",
         address=args.host,
         port=args.port,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.ASGI,
         workers=args.workers,
-        blocking_threads=args.threads,
+        blocking_threads=1,  # granian's ASGI mode allows one; the front has its own pool
         factory=True,
         log_access=args.access_log,
         respawn_failed_workers=True,
@@ -404,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=2,
-        help="blocking threads per process (default %(default)s, best measured: bench/README.md)",
+        help="threads per process that run the API once a request's body is in; webhooks are "
+        "answered on the event loop (default %(default)s)",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(handler=_serve)

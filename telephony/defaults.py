@@ -92,6 +92,15 @@ WEBHOOK_MAX_BYTES = 64 * 1024
 #: Largest body accepted on ``/v1``: ``metadata`` is free-form but not a file store.
 API_MAX_BYTES = 256 * 1024
 
+#: Seconds a client has to deliver a whole request body once its headers are in (the ASGI
+#: front, :mod:`telephony.web.asgi`); then 408. Daily sends a few KiB at once: 5 s is
+#: generous for any honest client and keeps a trickling one from holding anything long.
+BODY_READ_TIMEOUT = 5.0
+
+#: Threads per web process that run the Flask app (the API) once a body is in: the webhook
+#: is answered on the event loop, so a few threads serve the API's modest traffic.
+WEB_THREADS = 2
+
 #: Seconds an envelope ``id`` is remembered for de-duplication: Daily's exponential retry
 #: gives up after about 15 minutes, a day is comfortably beyond that.
 DEDUPE_TTL = 86_400

@@ -18,6 +18,7 @@ ERROR_TYPES = {
     403: "forbidden-error",
     404: "not-found-error",
     405: "method-not-allowed-error",
+    408: "timeout-error",
     409: "conflict-error",
     413: "payload-too-large-error",
     415: "unsupported-media-type-error",
@@ -25,6 +26,11 @@ ERROR_TYPES = {
     500: "server-error",
     503: "unavailable-error",
 }
+
+
+#: What a request hears while Redis is away, and when to try again.
+STORE_UNAVAILABLE = "state store unavailable, retry shortly"
+RETRY_SOON = {"Retry-After": "1"}
 
 
 class ApiError(Exception):
@@ -44,16 +50,21 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def error_body(status: int, info: str, fields: dict[str, str] | None = None) -> dict[str, Any]:
+    """The JSON of an error answer (the contract's shape)."""
+    body: dict[str, Any] = {"error": ERROR_TYPES.get(status, "error"), "info": info}
+    if fields:
+        body["fields"] = fields
+    return body
+
+
 def error_response(
     status: int,
     info: str,
     fields: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"error": ERROR_TYPES.get(status, "error"), "info": info}
-    if fields:
-        body["fields"] = fields
-    response = jsonify(body)
+    response = jsonify(error_body(status, info, fields))
     response.status_code = status
     response.headers.update(headers or {})
     return response
@@ -73,9 +84,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(redis.RedisError)
     def _redis_down(exc: redis.RedisError) -> Response:
         log.warning("redis unavailable: %s", exc)
-        return error_response(
-            503, "state store unavailable, retry shortly", headers={"Retry-After": "1"}
-        )
+        return error_response(503, STORE_UNAVAILABLE, headers=RETRY_SOON)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
