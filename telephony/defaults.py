@@ -255,6 +255,10 @@ SANDBOX_DELIVERY_TIMEOUT = 5.0
 #: send, or it would look like the ``drop`` outcome instead of a request left hanging.
 SANDBOX_HANG_MIN = 1.0
 
+#: Seconds the sandbox's room presence trails a leg joining or leaving (at time scale 1):
+#: Daily says its presence can lag by up to about 15 s, so the service must cope with that.
+SANDBOX_PRESENCE_LAG = 15.0
+
 #: Consecutive failed deliveries that trip Daily's circuit breaker (webhook → ``FAILED``).
 WEBHOOK_FAILURE_LIMIT = 3
 

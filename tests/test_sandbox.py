@@ -1030,3 +1030,72 @@ def test_cli_runs_registers_a_webhook_and_stops_on_sigterm(receiver: Receiver) -
         out, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert f"{base}/v1" in out
+
+
+# --- read-back: the API and webhook log, room presence ------------------------------------------
+
+
+def logs(sb: Sandbox, **query: Any) -> requests.Response:
+    return requests.get(f"{sb.url}/logs/api", params=query, headers=auth(sb.api_key), timeout=5)
+
+
+def test_the_log_holds_api_requests_and_webhook_deliveries(
+    sandbox: Sandbox, receiver: Receiver
+) -> None:
+    register(sandbox, receiver.url)
+    receiver.answer(500)  # the first event fails once: attempts are logged, not only successes
+    session_id = started(sandbox, userId="u-log", phoneNumber="+15550100003")  # hangs up
+    eventually(lambda: "dialout.stopped" in receiver.types(session_id), 5, "the hang-up")
+
+    hooks = logs(sandbox, source="webhook", limit=100).json()
+    entries = list(reversed(hooks["data"]))  # the log is newest first
+    assert hooks["total_count"] == len(entries)
+    sent = [json.loads(e["request"]) for e in entries]
+    assert "type" not in sent[0]  # the test request of the registration
+    assert [b["type"] for b in sent[1:]] == [
+        "dialout.connected", "dialout.answered", "dialout.stopped"
+    ]  # fmt: skip
+    assert entries[1]["status"] == 500 and entries[1]["url"] == receiver.url  # tried: logged
+    assert [e["status"] for e in entries[2:]] == [200, 200]
+
+    api = logs(sandbox, source="api", url="dialOut/start").json()["data"]
+    assert [(e["method"], e["status"]) for e in api] == [("POST", 200)]
+    assert json.loads(api[0]["request"])["userId"] == "u-log"
+    assert json.loads(api[0]["response"])["sessionId"] == session_id
+
+    first, *rest = logs(sandbox, source="webhook", limit=2).json()["data"]
+    after = logs(sandbox, source="webhook", starting_after=first["id"], limit=100).json()["data"]
+    assert after[0] == rest[0] and len(after) == len(hooks["data"]) - 1
+    assert_error(logs(sandbox, source="nope"), 400, "invalid-request-error", "source")
+    assert_error(logs(sandbox, limit="0"), 400, "invalid-request-error", "limit")
+
+
+def test_presence_shows_answered_legs_as_late_as_daily_does() -> None:
+    lag = 0.5  # seconds, after scaling: 10 s at time scale 0.05
+    with Sandbox(api_key="k", time_scale=0.05, presence_lag=10.0) as sb:
+
+        def present(user_id: str | None = None) -> list[str]:
+            params = {"userId": user_id} if user_id else {}
+            answer = requests.get(f"{sb.url}/rooms/room-1/presence", params=params,
+                                  headers=auth("k"), timeout=5)  # fmt: skip
+            assert answer.status_code == 200
+            body = answer.json()
+            assert body["total_count"] == len(body["data"])
+            return [leg["userId"] for leg in body["data"]]
+
+        session_id = started(sb, userId="u-present", phoneNumber="+15550100000")
+        started(sb, userId="u-ringing", phoneNumber="+15550100001")  # rings: never in the room
+        answered = eventually(
+            lambda: session(sb, session_id)["state"] == "answered" and time.monotonic(), 5
+        )
+        assert present() == []  # answered, but presence trails by the lag
+        eventually(lambda: present() == ["u-present"], 5, "the answered leg to show")
+        assert time.monotonic() - answered >= lag - 0.05
+        assert present("u-ringing") == [] and present("u-present") == ["u-present"]
+
+        post(sb, "/rooms/room-1/dialOut/stop", {"sessionId": session_id})
+        eventually(lambda: session(sb, session_id)["state"] == "stopped", 5, "the stop")
+        ended = time.monotonic()
+        assert present() == ["u-present"]  # gone, but not yet as far as presence tells
+        eventually(lambda: present() == [], 5, "the ended leg to leave")
+        assert time.monotonic() - ended >= lag - 0.05

@@ -111,6 +111,26 @@ def _daily(core: SandboxCore) -> Blueprint:
     def sip_refer(room: str) -> Any:
         return transfer(room, refer=True)
 
+    @bp.get("/rooms/<room>/presence")
+    def presence(room: str) -> Any:
+        legs = core.sessions.presence(room, core.presence_lag, request.args.get("userId"))
+        return {"total_count": len(legs), "data": legs}
+
+    @bp.get("/logs/api")
+    def logs_api() -> Any:
+        return core.api_log.page(dict(request.args))
+
+    @bp.after_request
+    def log_request(response: Response) -> Response:
+        """Daily's API log (``source=api``); reading the log is not itself logged."""
+        if request.path != "/v1/logs/api":
+            core.api_log.add(
+                "api", method=request.method, url=request.full_path.rstrip("?"),
+                status=response.status_code, request=request.get_data(as_text=True),
+                response=response.get_data(as_text=True),
+            )  # fmt: skip
+        return response
+
     @bp.post("/webhooks")
     def create_webhook() -> Any:
         return core.webhooks.create(body())

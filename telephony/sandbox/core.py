@@ -14,6 +14,7 @@ from telephony.config import RateLimit, Secret
 from telephony.sandbox.delivery import DeliveryLog
 from telephony.sandbox.events import DOMAIN_ID
 from telephony.sandbox.holds import Holds
+from telephony.sandbox.logs import ApiLog
 from telephony.sandbox.ratelimit import LocalSlidingWindow
 from telephony.sandbox.scheduler import Scheduler
 from telephony.sandbox.sessions import Sessions
@@ -30,6 +31,7 @@ class SandboxCore:
         rate_limit: RateLimit,
         test_request_timeout: float,
         delivery_timeout: float,
+        presence_lag: float = defaults.SANDBOX_PRESENCE_LAG,
     ) -> None:
         if time_scale < 0:
             raise ValueError("time_scale must not be negative")
@@ -37,7 +39,10 @@ class SandboxCore:
         self.time_scale = time_scale
         #: Longest an ``early`` start response waits for its webhooks to be delivered.
         self.early_timeout = 2 * delivery_timeout
-        self.deliveries = DeliveryLog()
+        self.api_log = ApiLog()
+        self.deliveries = DeliveryLog(self.api_log)
+        #: Seconds (scaled) presence trails a leg joining or leaving (Daily: up to about 15).
+        self.presence_lag = presence_lag * time_scale
         self.scheduler = Scheduler()
         self.webhooks = Webhooks(
             domain_id=DOMAIN_ID,
@@ -76,6 +81,7 @@ class SandboxCore:
             self.webhooks.close()
         self.desk.reset()
         self.deliveries.clear()
+        self.api_log.clear()
 
     def close(self) -> None:
         self.holds.close()

@@ -31,6 +31,7 @@ import requests
 
 from telephony import defaults
 from telephony.sandbox.events import Event
+from telephony.sandbox.logs import ApiLog
 from telephony.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, decode_secret, sign
 from telephony.store import now_iso
 
@@ -92,11 +93,13 @@ class Result:
 
 
 class DeliveryLog:
-    """Every attempt to send a webhook (test requests included), for introspection."""
+    """Every attempt to send a webhook (test requests included), for introspection, and for
+    Daily's own ``GET /logs/api?source=webhook`` (``api_log``) with the body that was sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, api_log: ApiLog | None = None) -> None:
         self._entries: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self.api_log = api_log
 
     def record(
         self,
@@ -107,7 +110,14 @@ class DeliveryLog:
         result: Result,
         *,
         ok: bool,
+        body: bytes = b"",
     ) -> None:
+        if self.api_log is not None:
+            answer = result.error or f"HTTP {result.status}"
+            self.api_log.add(
+                "webhook", method="POST", url=webhook.url, status=result.status,
+                request=body.decode(), response=answer, webhookId=webhook.uuid,
+            )  # fmt: skip
         entry = {
             "webhook": webhook.uuid,
             "url": webhook.url,
@@ -286,9 +296,12 @@ class Courier:
                 if self._generation != generation:
                     return
                 webhook = replace(self.webhook)  # a consistent copy to send with
-            result = post_signed(session, webhook, event.body(), self._timeout)
+            body = event.body()
+            result = post_signed(session, webhook, body, self._timeout)
             ok = result.ok()
-            self._deliveries.record(webhook, event.id, event.type, attempt, result, ok=ok)
+            self._deliveries.record(
+                webhook, event.id, event.type, attempt, result, ok=ok, body=body
+            )
             with self._cond:
                 if self._generation != generation:
                     return

@@ -41,6 +41,7 @@ class Sandbox:
         delivery_timeout: float = defaults.SANDBOX_DELIVERY_TIMEOUT,
         *,
         log_requests: bool = False,
+        presence_lag: float = defaults.SANDBOX_PRESENCE_LAG,
     ) -> None:
         self.host = host
         self.port = port
@@ -50,6 +51,7 @@ class Sandbox:
             rate_limit=rate_limit,
             test_request_timeout=test_request_timeout,
             delivery_timeout=delivery_timeout,
+            presence_lag=presence_lag,
         )
         self._log_requests = log_requests
         self._server: ServerThread | None = None
@@ -160,6 +162,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dial-out starts allowed in any window, as N/Ws (default %(default)s)",
     )
     parser.add_argument(
+        "--presence-lag",
+        type=_non_negative,
+        default=defaults.SANDBOX_PRESENCE_LAG,
+        help="seconds room presence trails a leg joining or leaving, scaled by --time-scale "
+        "(default %(default)g, Daily's documented worst)",
+    )
+    parser.add_argument(
         "--webhook-url", help="register a webhook to this URL at start (it must answer 200)"
     )
     parser.add_argument(
@@ -179,6 +188,7 @@ def main(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         rate_limit=args.rate_limit,
         log_requests=True,
+        presence_lag=args.presence_lag,
     )
     try:
         sandbox.start()

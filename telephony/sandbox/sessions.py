@@ -21,6 +21,7 @@ from telephony.sandbox.delivery import Dispatch
 from telephony.sandbox.events import ANSWERED, CONNECTED, ERROR, STOPPED, Event, Leg
 from telephony.sandbox.outcomes import Outcome, Step
 from telephony.sandbox.scheduler import Scheduler
+from telephony.store import now_iso
 
 DIALING = "dialing"
 LIVE = frozenset((DIALING, "connected", "answered"))
@@ -57,6 +58,10 @@ class Session:
     dispatches: list[Dispatch] = field(default_factory=list)
     dtmf: list[dict[str, Any]] = field(default_factory=list)
     transfers: list[dict[str, Any]] = field(default_factory=list)
+    #: When the leg joined the room (answered) and left it (ended), monotonic: presence.
+    joined: float | None = None
+    joined_at: str = ""
+    left: float | None = None
 
     @property
     def id(self) -> str:
@@ -191,6 +196,27 @@ class Sessions:
         with self._lock:
             return [s.snapshot() for s in self._sessions.values()]
 
+    def presence(self, room: str, lag: float, user_id: str | None = None) -> list[dict[str, Any]]:
+        """Daily's ``GET /rooms/{room}/presence``: the legs in the room as Daily would report
+        them ``lag`` seconds late: a leg shows once it has been answered for ``lag`` seconds,
+        and still shows until ``lag`` seconds after it ended."""
+        now = time.monotonic()
+        with self._lock:
+            sessions = [s for s in self._sessions.values() if s.leg.room == room]
+        found = []
+        for session in sessions:
+            joined, left = session.joined, session.left
+            if joined is None or now < joined + lag or (left is not None and now >= left + lag):
+                continue
+            if user_id is not None and session.leg.user_id != user_id:
+                continue
+            found.append({
+                "room": room, "id": session.id, "userId": session.leg.user_id,
+                "userName": session.leg.destination, "joinTime": session.joined_at,
+                "duration": int(now - joined),
+            })  # fmt: skip
+        return found
+
     def reset(self) -> None:
         with self._lock:
             for session in self._sessions.values():
@@ -238,8 +264,12 @@ class Sessions:
     def _send(self, session: Session, event: Event) -> None:
         """Apply ``event`` to the session and publish it (held back when shuffling)."""
         session.state = STATE_AFTER.get(event.type, session.state)
+        if event.type == ANSWERED and session.joined is None:
+            session.joined, session.joined_at = time.monotonic(), now_iso()
         if event.type in FINAL:
             session.generation += 1
+            if session.joined is not None and session.left is None:
+                session.left = time.monotonic()
         if not session.outcome.shuffle:
             batch = [event]
         else:

@@ -192,7 +192,7 @@ class Webhooks:
     def _test_request(self, webhook: Webhook) -> None:
         result = post_signed(None, webhook, TEST_BODY, self.test_request_timeout)
         ok = result.ok(exact_200=True)
-        self.deliveries.record(webhook, None, "test", 1, result, ok=ok)
+        self.deliveries.record(webhook, None, "test", 1, result, ok=ok, body=TEST_BODY)
         if not ok:
             reason = result.error or f"answered {result.status}"
             raise errors.invalid(
