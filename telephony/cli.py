@@ -73,6 +73,20 @@ def _register_webhook(args: argparse.Namespace) -> int:
     with DailyClient.from_settings(settings) as daily:
         webhook = daily.ensure_webhook(args.url, settings.webhook_secret.reveal())
     print(f"webhook {webhook.get('uuid')} -> {webhook.get('url')} ({webhook.get('state')})")
+    if not settings.redis_url:
+        print("REDIS_URL is not set: the workers' webhook health check will not watch it")
+        return 0
+    import redis
+
+    from telephony import webhook_health
+    from telephony.store import CallStore, connect
+
+    try:
+        store = CallStore(connect(settings, "register-webhook"), settings)
+        webhook_health.remember(store, webhook)
+    except redis.RedisError as exc:
+        print(f"could not record it in Redis ({exc}): the health check will not watch it")
+        return 1
     return 0
 
 

@@ -118,6 +118,7 @@ class Settings:
     queue_name: str = defaults.QUEUE_NAME
     sweep_interval: float = defaults.SWEEP_INTERVAL
     spool_dir: str = defaults.SPOOL_DIR
+    webhook_check_interval: float = defaults.WEBHOOK_CHECK_INTERVAL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -157,4 +158,10 @@ class Settings:
                 env, "TELEPHONY_SWEEP_INTERVAL", defaults.SWEEP_INTERVAL, minimum=0.1
             ),
             spool_dir=env.get("TELEPHONY_SPOOL_DIR") or defaults.SPOOL_DIR,
+            webhook_check_interval=_float(
+                env,
+                "TELEPHONY_WEBHOOK_CHECK_INTERVAL",
+                defaults.WEBHOOK_CHECK_INTERVAL,
+                minimum=0.1,
+            ),
         )

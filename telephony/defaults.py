@@ -221,6 +221,11 @@ RESCUE_AFTER = 5.0
 #: outlive the pool's shutdown deadline). A read is a socket timeout, not a Redis command.
 WORKER_PUBSUB_READ = 1.0
 
+#: Seconds between checks of Daily's webhook (``GET /webhooks``, once across every pool): a
+#: webhook the circuit breaker marked ``FAILED`` is re-activated within this. Daily stops
+#: sending until then, so short; one small API request per check.
+WEBHOOK_CHECK_INTERVAL = 30.0
+
 #: Seconds between sweeps of the open dial-outs (run once across every pool): a call whose
 #: watchdog job is gone (lost with a Redis that restarted without its last writes, deleted by
 #: hand) or a queued call with no start job is taken up again within this. Each sweep reads

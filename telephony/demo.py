@@ -20,15 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
-from telephony import machine
+from telephony import machine, webhook_health
 from telephony.client import TelephonyClient
 from telephony.config import Settings
 from telephony.daily import DailyClient
 from telephony.processes import stop_groups, wait_ready
 from telephony.redis_server import RedisServer, free_port
 from telephony.sandbox.server import Sandbox
+from telephony.store import CallStore
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,13 @@ class Stack:
             )
         wait_ready(f"{self.api}/readyz", self.children)
         with DailyClient(self.sandbox.url, self.sandbox.api_key) as daily:
-            daily.ensure_webhook(f"{self.api}/webhooks/daily", self.secret)
+            webhook = daily.ensure_webhook(f"{self.api}/webhooks/daily", self.secret)
+        settings = Settings.from_env(self.env())  # the workers' health check watches it
+        client = redis.Redis.from_url(self.redis_server.url)
+        try:
+            webhook_health.remember(CallStore(client, settings), webhook)
+        finally:
+            client.close()
 
     def stop(self) -> None:
         stop_groups(self.children, grace=15)

@@ -8,6 +8,7 @@ key                                    type        holds
 ``{p}:calls``                          zset        call ids by creation time (ms): listings
 ``{p}:open``                           zset        dial-outs not yet final, by creation (ms)
 ``{p}:periodic``                       string      the pool that runs the periodic work (TTL)
+``{p}:webhook``                        hash        our Daily webhook (uuid, url) and its last check
 ``{p}:session:{sessionId}``            string      call id of a Daily session
 ``{p}:pending:{sessionId}``            list        events held until the session's call is known
 ``{p}:seen:{eventId}``                 string      webhook envelope ids already applied (TTL)
@@ -52,6 +53,10 @@ class Keys:
     @property
     def periodic(self) -> str:
         return f"{self.prefix}:periodic"
+
+    @property
+    def webhook(self) -> str:
+        return f"{self.prefix}:webhook"
 
     def session(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"

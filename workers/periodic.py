@@ -1,4 +1,5 @@
-"""Periodic work, run once across every pool: today the sweep of open dial-outs.
+"""Periodic work, run once across every pool: the sweep of open dial-outs and the check of
+Daily's webhook (:mod:`telephony.webhook_health`).
 
 Each pool runs one periodic child (supervised like the scheduler, :mod:`workers.pool`). The
 children of every pool contend for one Redis lock (``{p}:periodic``, a short TTL renewed on
@@ -59,9 +60,16 @@ class Task:
 
 def tasks(settings: Settings) -> list[Task]:
     """What the periodic work does, and how often."""
+    from telephony import webhook_health
     from workers.watchdog import sweep
 
-    return [Task("sweep", settings.sweep_interval, sweep)]
+    def webhook_check(ctx: Context) -> dict[str, Any]:
+        return webhook_health.check(ctx.store, ctx.daily)
+
+    return [
+        Task("sweep", settings.sweep_interval, sweep),
+        Task("webhook-health", settings.webhook_check_interval, webhook_check),
+    ]
 
 
 def run_periodic(settings: Settings, name: str) -> None:

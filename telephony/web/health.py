@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, Response, jsonify
 
+from telephony import webhook_health
 from telephony.web.context import services
 from telephony.web.errors import error_response
 
@@ -19,14 +20,20 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """Ready while Redis answers; ``degraded`` while this process's webhook spool still holds
-    webhooks it took while Redis was away (they are being applied)."""
+    webhooks it took while Redis was away (they are being applied), or while Daily has no
+    webhook for us (see :mod:`telephony.webhook_health`)."""
     spool = _spool_stats()
     try:
-        services().redis.ping()
+        webhook = webhook_health.status(services().store)
     except redis.RedisError:
         return error_response(503, "redis unreachable")
-    status = "degraded" if spool["entries"] else "ready"
-    return jsonify({"ok": True, "status": status, "redis": "reachable", "spool": spool})
+    problem = webhook.get("problem") or ""
+    status = "degraded" if spool["entries"] or problem else "ready"
+    body = {"ok": True, "status": status, "redis": "reachable", "spool": spool}
+    if webhook:  # what the workers' last check of Daily's webhook found
+        body["webhook"] = {"status": webhook.get("status", ""), "problem": problem,
+                           "checkedAt": webhook.get("checkedAt", "")}  # fmt: skip
+    return jsonify(body)
 
 
 def _spool_stats() -> dict[str, float]:

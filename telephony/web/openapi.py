@@ -423,6 +423,14 @@ def _paths() -> Schema:
                             },
                             ["entries", "bytes", "oldest_age", "refused"],
                         ),
+                        "webhook": _closed(
+                            {
+                                "status": {"type": "string"},
+                                "problem": {"type": "string"},
+                                "checkedAt": {"type": "string"},
+                            },
+                            ["status", "problem", "checkedAt"],
+                        ),
                     },
                     ["ok", "status", "redis", "spool"],
                 ),
