@@ -62,7 +62,9 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _register_webhook(args: argparse.Namespace) -> int:
-    """Register (or re-activate) this service's webhook with Daily, idempotently."""
+    """Register (or re-activate) this service's webhook with Daily, idempotently, with the
+    ``retryType`` chosen in :data:`telephony.defaults.WEBHOOK_RETRY_TYPE`."""
+    from telephony import defaults
     from telephony.config import Settings
     from telephony.daily import DailyClient
 
@@ -71,7 +73,9 @@ def _register_webhook(args: argparse.Namespace) -> int:
         print("DAILY_WEBHOOK_SECRET is not set: the receiver would refuse every webhook")
         return 2
     with DailyClient.from_settings(settings) as daily:
-        webhook = daily.ensure_webhook(args.url, settings.webhook_secret.reveal())
+        webhook = daily.ensure_webhook(
+            args.url, settings.webhook_secret.reveal(), retry_type=defaults.WEBHOOK_RETRY_TYPE
+        )
     print(f"webhook {webhook.get('uuid')} -> {webhook.get('url')} ({webhook.get('state')})")
     if not settings.redis_url:
         print("REDIS_URL is not set: the workers' webhook health check will not watch it")

@@ -221,6 +221,14 @@ RESCUE_AFTER = 5.0
 #: outlive the pool's shutdown deadline). A read is a socket timeout, not a Redis command.
 WORKER_PUBSUB_READ = 1.0
 
+#: The ``retryType`` ``telephony register-webhook`` asks Daily for. ``exponential``: a delivery
+#: that fails (the web tier restarting, a network blip) is retried up to 5 times over about
+#: 15 minutes, so nothing is lost to a short outage; out-of-order arrival is handled by the
+#: forward-only machine. Daily's default ``circuit-breaker`` drops every message from the
+#: third failure until the webhook is re-activated (the health check does that within
+#: ``TELEPHONY_WEBHOOK_CHECK_INTERVAL``): survivable, but it loses what was sent meanwhile.
+WEBHOOK_RETRY_TYPE = "exponential"
+
 #: Seconds between checks of Daily's webhook (``GET /webhooks``, once across every pool): a
 #: webhook the circuit breaker marked ``FAILED`` is re-activated within this. Daily stops
 #: sending until then, so short; one small API request per check.

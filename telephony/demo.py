@@ -23,7 +23,7 @@ from typing import Any
 import redis
 import requests
 
-from telephony import machine, webhook_health
+from telephony import defaults, machine, webhook_health
 from telephony.client import TelephonyClient
 from telephony.config import Settings
 from telephony.daily import DailyClient
@@ -116,7 +116,9 @@ class Stack:
             )
         wait_ready(f"{self.api}/readyz", self.children)
         with DailyClient(self.sandbox.url, self.sandbox.api_key) as daily:
-            webhook = daily.ensure_webhook(f"{self.api}/webhooks/daily", self.secret)
+            webhook = daily.ensure_webhook(
+                f"{self.api}/webhooks/daily", self.secret, retry_type=defaults.WEBHOOK_RETRY_TYPE
+            )
         settings = Settings.from_env(self.env())  # the workers' health check watches it
         client = redis.Redis.from_url(self.redis_server.url)
         try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,3 +116,21 @@ def test_the_pool_reactivates_a_failed_webhook_within_its_interval(
         wait_for(lambda: reactivations(store), 2, "webhook.reactivated on the feed")
     finally:
         processes.close()
+
+
+def test_register_webhook_asks_for_exponential_retries_and_is_watched(
+    sandbox: Any, settings: Settings, redis_url: str, call_store: CallStore, endpoint: Endpoint,
+) -> None:  # fmt: skip
+    env = {**os.environ, "REDIS_URL": redis_url, "DAILY_API_URL": sandbox.url,
+           "DAILY_API_KEY": sandbox.api_key, "DAILY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+           "TELEPHONY_KEY_PREFIX": settings.key_prefix}  # fmt: skip
+    for _ in range(2):  # idempotent
+        done = subprocess.run(
+            [sys.executable, "-m", "telephony", "register-webhook", endpoint.url],
+            env=env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    [hook] = sandbox.webhooks()
+    assert (hook["url"], hook["state"]) == (endpoint.url, "ACTIVE")
+    assert hook["retryType"] == "exponential"
+    assert webhook_health.status(call_store)["uuid"] == hook["uuid"]
