@@ -301,6 +301,19 @@ class DailyClient:
             raise DailyAmbiguousError("GET /webhooks: answer is not a list of webhooks")
         return data
 
+    def webhook_log(self, limit: int, starting_after: str | None = None) -> list[dict[str, Any]]:
+        """One page of Daily's webhook delivery log (``GET /logs/api?source=webhook``), newest
+        first; a bare array and a ``{"data": [...]}`` wrapper are both accepted."""
+        query = f"source=webhook&limit={limit}"
+        if starting_after:
+            query += f"&starting_after={quote(starting_after, safe='')}"
+        data = self._json("GET", f"/logs/api?{query}")
+        if isinstance(data, dict):
+            data = data.get("data")
+        if not isinstance(data, list) or not all(isinstance(entry, dict) for entry in data):
+            raise DailyAmbiguousError("GET /logs/api: answer is not a list of log entries")
+        return data
+
     def get_webhook(self, uuid: str) -> dict[str, Any]:
         return self._object("GET", f"/webhooks/{quote(uuid, safe='')}")
 

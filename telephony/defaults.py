@@ -229,6 +229,12 @@ WORKER_PUBSUB_READ = 1.0
 #: ``TELEPHONY_WEBHOOK_CHECK_INTERVAL``): survivable, but it loses what was sent meanwhile.
 WEBHOOK_RETRY_TYPE = "exponential"
 
+#: Entries per page, and pages at most per replay, read from Daily's webhook log: a replay
+#: after a long outage reads at most 20,000 entries (hours of a busy call center); the next
+#: one goes on from there.
+RECONCILE_LOG_PAGE = 1000
+RECONCILE_LOG_PAGES = 20
+
 #: Seconds between checks of Daily's webhook (``GET /webhooks``, once across every pool): a
 #: webhook the circuit breaker marked ``FAILED`` is re-activated within this. Daily stops
 #: sending until then, so short; one small API request per check.

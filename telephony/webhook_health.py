@@ -22,6 +22,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from telephony import reconcile
 from telephony.daily import DailyClient
 from telephony.store import CallStore, Change, now_iso
 
@@ -64,7 +65,7 @@ def check(store: CallStore, daily: DailyClient) -> dict[str, Any]:
     state = str(ours.get("state") or ACTIVE)
     if state == ACTIVE:
         _note(store, "active", "", activeAt=str(time.time()))
-        return {"status": "active"}
+        return {"status": "active", "replayed": reconcile.replay(store, daily)}
     uuid = str(ours.get("uuid") or known.get("uuid") or "")
     # It failed after both Daily's last successful push and our last check that saw it active.
     since = max(_seconds(ours.get("lastMomentPushed")), float(known.get("activeAt") or 0))
@@ -76,7 +77,8 @@ def check(store: CallStore, daily: DailyClient) -> dict[str, Any]:
     store.redis.hincrby(store.keys.metrics, "webhook_reactivated", 1)
     log.warning("webhook health: %s was %s for about %s s; re-activated", url, state, down)
     _note(store, "active", "", reactivatedAt=now_iso(), activeAt=str(time.time()))
-    return {"status": "reactivated", **data}
+    # What Daily tried to deliver while it failed is in its log: applied now, once.
+    return {"status": "reactivated", **data, "replayed": reconcile.replay(store, daily)}
 
 
 def _note(store: CallStore, found: str, problem: str, **extra: str) -> None:

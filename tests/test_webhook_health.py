@@ -70,7 +70,7 @@ def test_a_failed_webhook_is_reactivated_and_recorded(
 ) -> None:
     assert webhook_health.check(call_store, daily) == {"status": "unregistered"}
     webhook_health.remember(call_store, daily.ensure_webhook(endpoint.url, WEBHOOK_SECRET))
-    assert webhook_health.check(call_store, daily) == {"status": "active"}
+    assert webhook_health.check(call_store, daily)["status"] == "active"
 
     trip_the_breaker(daily, endpoint, sandbox)
     found = webhook_health.check(call_store, daily)
@@ -81,7 +81,7 @@ def test_a_failed_webhook_is_reactivated_and_recorded(
     assert event["callId"] is None and event["source"] == "service"
     metrics = call_store.redis.hgetall(call_store.keys.metrics)
     assert metrics[b"webhook_reactivated"] == b"1"
-    assert webhook_health.check(call_store, daily) == {"status": "active"}  # once, not again
+    assert webhook_health.check(call_store, daily)["status"] == "active"  # once, not again
 
 
 def test_a_missing_webhook_is_said_loudly_and_not_replaced(
@@ -134,3 +134,32 @@ def test_register_webhook_asks_for_exponential_retries_and_is_watched(
     assert (hook["url"], hook["state"]) == (endpoint.url, "ACTIVE")
     assert hook["retryType"] == "exponential"
     assert webhook_health.status(call_store)["uuid"] == hook["uuid"]
+
+
+def test_what_daily_failed_to_deliver_is_replayed_from_its_log_once(
+    sandbox: Any, daily: DailyClient, endpoint: Endpoint, call_store: CallStore
+) -> None:
+    from conftest import DialOut
+
+    webhook_health.remember(call_store, daily.ensure_webhook(endpoint.url, WEBHOOK_SECRET))
+    assert webhook_health.check(call_store, daily)["status"] == "active"
+    endpoint.failing.set()  # every delivery fails: the breaker trips on this call's 3 events
+    call = DialOut(call_id="c-replay")
+    call.session_id = daily.start_dialout(
+        "sales-1", {"phoneNumber": "+15550100003", "userId": call.call_id}
+    )
+    for change in (call.queue(), call.dial(), call.accept()):
+        call_store.apply(change)
+    wait_for(lambda: sandbox.webhooks()[0]["state"] == "FAILED", 10, "the breaker to trip")
+    endpoint.failing.clear()
+    assert call_store.state(call.call_id) == "ringing"  # nothing arrived
+
+    found = webhook_health.check(call_store, daily)
+    assert found["status"] == "reactivated" and found["replayed"] == {"applied": 3}
+    record = call_store.get(call.call_id)
+    assert record is not None and record["state"] == "stopped"
+    learned = [e for e in record["history"] if e["source"] == "log"]
+    assert [e["event"] for e in learned] == [
+        "dialout.connected", "dialout.answered", "dialout.stopped"
+    ]  # fmt: skip
+    assert webhook_health.check(call_store, daily)["replayed"] == {}  # the log is read once
