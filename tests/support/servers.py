@@ -15,8 +15,9 @@ from telephony.redis_server import free_port
 
 
 class Granian:
-    """``telephony.web:create_app`` under granian in its own process group, configured through
-    the environment as in production (one worker, two blocking threads)."""
+    """The production entry point, ``telephony.web.asgi:create_app`` under granian's ASGI
+    interface, in its own process group, configured through the environment as in production
+    (one worker; the front's pool of two threads runs the Flask app)."""
 
     def __init__(self, settings: Settings) -> None:
         assert settings.redis_url and settings.webhook_secret
@@ -30,10 +31,10 @@ class Granian:
             TELEPHONY_KEY_PREFIX=settings.key_prefix,
             TELEPHONY_SPOOL_DIR=settings.spool_dir,
         )
-        args = [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory",
+        args = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-                "--blocking-threads", "2", "--no-access-log", "--log-level", "error",
-                "telephony.web:create_app"]  # fmt: skip
+                "--blocking-threads", "1", "--no-access-log", "--log-level", "error",
+                "telephony.web.asgi:create_app"]  # fmt: skip
         self.process = subprocess.Popen(
             args, env=env, stdin=subprocess.DEVNULL, start_new_session=True
         )
