@@ -5,44 +5,24 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import API_TOKEN, WEBHOOK_SECRET, DialOut, Processes
+from conftest import API_TOKEN, DialOut
+from support.servers import granian
 
 from telephony.config import Settings
-from telephony.processes import wait_ready
-from telephony.redis_server import free_port
 from telephony.store import CallStore
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def serve(settings: Settings, tmp_path: Path) -> Any:
-    """The real ``telephony serve`` (granian, one worker) on a free port; yields its URL."""
-    assert settings.redis_url
-    env = {
-        "REDIS_URL": settings.redis_url,
-        "DAILY_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "TELEPHONY_API_TOKEN": API_TOKEN,
-        "TELEPHONY_KEY_PREFIX": settings.key_prefix,
-        "TELEPHONY_SPOOL_DIR": settings.spool_dir,
-    }
-    port = free_port()
-    processes = Processes(env, tmp_path)
-    name = processes.spawn(
-        ["-m", "telephony", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        "serve",
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(f"{url}/healthz", [processes.running[name]], timeout=20)
+def serve(settings: Settings) -> Any:
+    """The real ``telephony serve`` on a free port; yields its URL."""
+    with granian(settings) as url:
         yield url
-    finally:
-        processes.close()
 
 
 class Tricklers:

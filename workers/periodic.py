@@ -2,10 +2,11 @@
 Daily's webhook (:mod:`telephony.webhook_health`).
 
 Each pool runs one periodic child (supervised like the scheduler, :mod:`workers.pool`). The
-children of every pool contend for one Redis lock (``{p}:periodic``, a short TTL renewed on
-every tick, holding the owner's name); the holder runs each task when its interval is due. A
-pool's child keeps its name across restarts, so a restarted one takes the lock back at once;
-another pool's takes over within ``PERIODIC_LOCK_TTL`` after the holder's pool dies.
+children of every pool contend for one Redis lock (``{p}:periodic``: rq's owner-named lock, as
+the scheduler's, with a short TTL renewed on every tick); the holder runs each task when its
+interval is due. A pool's child keeps its name across restarts, so a restarted one takes the
+lock back at once; another pool's takes over within ``PERIODIC_LOCK_TTL`` after the holder's
+pool dies.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -22,32 +22,13 @@ from types import FrameType
 from typing import Any
 
 import redis
+from rq.scripts import acquire_or_refresh_lock, release_lock
 
 from telephony import defaults
 from telephony.config import Settings
 from workers.context import Context
 
 log = logging.getLogger(__name__)
-
-#: Take the lock when free, renew it when ours: ``1`` when held by ``owner``, else ``0``.
-#: KEYS: lock. ARGV: owner, TTL in ms.
-_HOLD = """
-local owner = redis.call('GET', KEYS[1])
-if owner and owner ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-#: Give the lock back if it is ours. KEYS: lock. ARGV: owner.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-def periodic_name(pool_pid: int) -> str:
-    """The name of the pool's periodic child: the same across its restarts, unique per pool."""
-    return f"telephony-periodic-{socket.gethostname()}-{pool_pid}"
 
 
 @dataclass
@@ -81,13 +62,15 @@ def run_periodic(settings: Settings, name: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     ctx = Context.build(settings)
-    hold, release = ctx.redis.register_script(_HOLD), ctx.redis.register_script(_RELEASE)
-    lock, ttl_ms = ctx.store.keys.periodic, defaults.PERIODIC_LOCK_TTL * 1000
+    lock = ctx.store.keys.periodic
     work = tasks(settings)
     holding = False
     while not stopping.is_set():
         try:
-            held = bool(hold(keys=[lock], args=[name, ttl_ms]))
+            held = (
+                acquire_or_refresh_lock(ctx.redis, lock, name, defaults.PERIODIC_LOCK_TTL)
+                != "taken"
+            )
             if held and not holding:
                 log.info("%s runs the periodic work", name)
                 for task in work:
@@ -102,7 +85,7 @@ def run_periodic(settings: Settings, name: str) -> None:
         stopping.wait(defaults.SCHEDULER_INTERVAL)
     if holding:
         with contextlib.suppress(redis.RedisError):
-            release(keys=[lock], args=[name])  # another pool's takes over at once
+            release_lock(ctx.redis, lock, name)  # another pool's takes over at once
 
 
 def _run(task: Task, ctx: Context) -> None:

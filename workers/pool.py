@@ -22,6 +22,7 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -37,8 +38,8 @@ from telephony.calls import make_queue
 from telephony.config import Settings
 from telephony.processes import end_group, finish_group, signal_group
 from telephony.store import connect
-from workers.periodic import periodic_name, run_periodic
-from workers.scheduler import run_scheduler, scheduler_name
+from workers.periodic import run_periodic
+from workers.scheduler import run_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +122,12 @@ class Pool:
         self.children: dict[str, Any] = {}  # name -> a forked multiprocessing Process
         self.stopping = False
         self._context = mp.get_context("fork")
-        pid = os.getpid()
+        # Names the same across a service's restarts (so it takes its lock back at once) and
+        # unique per pool (so two pools never share a lock's ownership).
+        where = f"{socket.gethostname()}-{os.getpid()}"
         self.services: dict[str, Service] = {
-            scheduler_name(pid): run_scheduler,
-            periodic_name(pid): run_periodic,
+            f"telephony-scheduler-{where}": run_scheduler,
+            f"telephony-periodic-{where}": run_periodic,
         }
 
     def _spawn(self, name: str | None = None) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import socket
 import threading
 import time
 from types import FrameType
@@ -39,11 +38,6 @@ from telephony.reconnect import OUTAGE
 from telephony.store import connect
 
 log = logging.getLogger(__name__)
-
-
-def scheduler_name(pool_pid: int) -> str:
-    """The name of the pool's scheduler: the same across its restarts, unique per pool."""
-    return f"telephony-scheduler-{socket.gethostname()}-{pool_pid}"
 
 
 def run_scheduler(settings: Settings, name: str) -> None:

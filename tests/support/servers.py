@@ -15,9 +15,8 @@ from telephony.redis_server import free_port
 
 
 class Granian:
-    """The production entry point, ``telephony.web.asgi:create_app`` under granian's ASGI
-    interface, in its own process group, configured through the environment as in production
-    (one worker; the front's pool of two threads runs the Flask app)."""
+    """The real ``telephony serve`` (granian running the ASGI front, one worker) in its own
+    process group, configured through the environment as in production."""
 
     def __init__(self, settings: Settings) -> None:
         assert settings.redis_url and settings.webhook_secret
@@ -31,10 +30,8 @@ class Granian:
             TELEPHONY_KEY_PREFIX=settings.key_prefix,
             TELEPHONY_SPOOL_DIR=settings.spool_dir,
         )
-        args = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-                "--blocking-threads", "1", "--no-access-log", "--log-level", "error",
-                "telephony.web.asgi:create_app"]  # fmt: skip
+        args = [sys.executable, "-m", "telephony", "serve", "--host", "127.0.0.1",
+                "--port", str(self.port), "--workers", "1"]  # fmt: skip
         self.process = subprocess.Popen(
             args, env=env, stdin=subprocess.DEVNULL, start_new_session=True
         )
