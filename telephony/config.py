@@ -119,6 +119,8 @@ class Settings:
     sweep_interval: float = defaults.SWEEP_INTERVAL
     spool_dir: str = defaults.SPOOL_DIR
     webhook_check_interval: float = defaults.WEBHOOK_CHECK_INTERVAL
+    reconcile_after: float = defaults.RECONCILE_AFTER
+    presence_lag: float = defaults.PRESENCE_LAG
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -164,4 +166,8 @@ class Settings:
                 defaults.WEBHOOK_CHECK_INTERVAL,
                 minimum=0.1,
             ),
+            reconcile_after=_float(
+                env, "TELEPHONY_RECONCILE_AFTER", defaults.RECONCILE_AFTER, minimum=0.1
+            ),
+            presence_lag=_float(env, "TELEPHONY_PRESENCE_LAG", defaults.PRESENCE_LAG),
         )

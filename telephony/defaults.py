@@ -235,6 +235,18 @@ WEBHOOK_RETRY_TYPE = "exponential"
 RECONCILE_LOG_PAGE = 1000
 RECONCILE_LOG_PAGES = 20
 
+#: Seconds a live call may go without any event before it is reconciled (``GET /presence``,
+#: once per check for every such call at once). An answered call is normally silent until it
+#: ends, so this is not an alarm, only how soon a lost final webhook is noticed: 90 s keeps a
+#: dropped hang-up from billing for more than about two minutes (plus two checks to confirm
+#: the leg is gone), and no quiet call is looked at more often than the checks run.
+RECONCILE_AFTER = 90.0
+
+#: Seconds Daily's presence may trail a leg joining or leaving ("up to about 15 s"), plus a
+#: margin: a leg counts as gone only once it has been absent from presence for this long, on
+#: two checks at least this far apart, so presence's lag never ends a live call.
+PRESENCE_LAG = 20.0
+
 #: Seconds between checks of Daily's webhook (``GET /webhooks``, once across every pool): a
 #: webhook the circuit breaker marked ``FAILED`` is re-activated within this. Daily stops
 #: sending until then, so short; one small API request per check.

@@ -9,6 +9,7 @@ key                                    type        holds
 ``{p}:open``                           zset        dial-outs not yet final, by creation (ms)
 ``{p}:periodic``                       string      the pool that runs the periodic work (TTL)
 ``{p}:webhook``                        hash        our Daily webhook (uuid, url) and its last check
+``{p}:absent``                         hash        answered call id → when presence first lacked it
 ``{p}:session:{sessionId}``            string      call id of a Daily session
 ``{p}:pending:{sessionId}``            list        events held until the session's call is known
 ``{p}:seen:{eventId}``                 string      webhook envelope ids already applied (TTL)
@@ -57,6 +58,11 @@ class Keys:
     @property
     def webhook(self) -> str:
         return f"{self.prefix}:webhook"
+
+    @property
+    def absent(self) -> str:
+        """Answered calls that room presence lacked at a check, and since when (UNIX s)."""
+        return f"{self.prefix}:absent"
 
     def session(self, session_id: str) -> str:
         return f"{self.prefix}:session:{session_id}"

@@ -48,6 +48,18 @@ def iso_time(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def unix_time(text: Any) -> float | None:
+    """The inverse of :func:`iso_time` (any ISO 8601 form); None when absent or unreadable."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def now_iso() -> str:
     return iso_time(time.time())
 

@@ -1092,6 +1092,8 @@ def test_presence_shows_answered_legs_as_late_as_daily_does() -> None:
         eventually(lambda: present() == ["u-present"], 5, "the answered leg to show")
         assert time.monotonic() - answered >= lag - 0.05
         assert present("u-ringing") == [] and present("u-present") == ["u-present"]
+        every = requests.get(f"{sb.url}/presence", headers=auth("k"), timeout=5).json()
+        assert [leg["userId"] for leg in every["room-1"]] == ["u-present"]  # by room
 
         post(sb, "/rooms/room-1/dialOut/stop", {"sessionId": session_id})
         eventually(lambda: session(sb, session_id)["state"] == "stopped", 5, "the stop")
@@ -1099,3 +1101,21 @@ def test_presence_shows_answered_legs_as_late_as_daily_does() -> None:
         assert present() == ["u-present"]  # gone, but not yet as far as presence tells
         eventually(lambda: present() == [], 5, "the ended leg to leave")
         assert time.monotonic() - ended >= lag - 0.05
+
+
+def test_a_lost_final_webhook_leaves_only_presence_to_tell(
+    sandbox: Sandbox, receiver: Receiver
+) -> None:
+    register(sandbox, receiver.url)
+    session_id = started(sandbox, userId="u-lost", phoneNumber="+15550100096")
+    eventually(lambda: session(sandbox, session_id)["state"] == "stopped", 5, "the far end's end")
+    eventually(lambda: len(receiver.types(session_id)) == 2, 5, "the deliveries")
+    assert receiver.types(session_id) == ["dialout.connected", "dialout.answered"]
+    hooks = logs(sandbox, source="webhook", limit=100).json()["data"]
+    assert "dialout.stopped" not in {json.loads(e["request"]).get("type") for e in hooks}
+
+    def rooms() -> dict[str, Any]:
+        answer = requests.get(f"{sandbox.url}/presence", headers=auth(sandbox.api_key), timeout=5)
+        return dict(answer.json())
+
+    eventually(lambda: rooms() == {}, 5, "the leg to leave presence")

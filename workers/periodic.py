@@ -1,5 +1,6 @@
-"""Periodic work, run once across every pool: the sweep of open dial-outs and the check of
-Daily's webhook (:mod:`telephony.webhook_health`).
+"""Periodic work, run once across every pool: the sweep of open dial-outs, the check of
+Daily's webhook (:mod:`telephony.webhook_health`) and reconciliation from room presence
+(:func:`telephony.reconcile.presence`).
 
 Each pool runs one periodic child (supervised like the scheduler, :mod:`workers.pool`). The
 children of every pool contend for one Redis lock (``{p}:periodic``: rq's owner-named lock, as
@@ -41,15 +42,20 @@ class Task:
 
 def tasks(settings: Settings) -> list[Task]:
     """What the periodic work does, and how often."""
-    from telephony import webhook_health
+    from telephony import reconcile, webhook_health
     from workers.watchdog import sweep
 
     def webhook_check(ctx: Context) -> dict[str, Any]:
         return webhook_health.check(ctx.store, ctx.daily)
 
+    def presence(ctx: Context) -> dict[str, int]:
+        return reconcile.presence(ctx.store, ctx.daily)
+
+    # In this order: a re-activation (and its replay from the log) comes before presence.
     return [
         Task("sweep", settings.sweep_interval, sweep),
         Task("webhook-health", settings.webhook_check_interval, webhook_check),
+        Task("reconcile", settings.webhook_check_interval, presence),
     ]
 
 

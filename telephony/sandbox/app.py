@@ -116,6 +116,10 @@ def _daily(core: SandboxCore) -> Blueprint:
         legs = core.sessions.presence(room, core.presence_lag, request.args.get("userId"))
         return {"total_count": len(legs), "data": legs}
 
+    @bp.get("/presence")
+    def rooms_presence() -> Any:
+        return core.sessions.rooms_presence(core.presence_lag)
+
     @bp.get("/logs/api")
     def logs_api() -> Any:
         return core.api_log.page(dict(request.args))

@@ -21,6 +21,7 @@ time scale 1.0; the sandbox multiplies each by its ``time_scale``.
 | `+15550100093` | `sip:drop@` | the call IS placed (webhooks flow as answer) but the connection is closed without any response |
 | `+15550100094` | `sip:warning@` | as answer, plus a `dialout.warning` at 0.5 s, after connect |
 | `+15550100095` | `sip:hang@` | never answered and NO call placed: the request is held open until the client gives up or 60 s pass (at least 1 s at any time scale), then the connection is closed without any response; `/_sandbox/starts` shows it `hung`, status null, no `sessionId` (it did use the rate limit) |
+| `+15550100096` | `sip:lostend@` | as hangup, but Daily loses the final webhook: the leg leaves the room at 3.0 s and `dialout.stopped` is never sent (nor logged) |
 
 Rooms: a room named `not-hosting` answers 404 `not-found-error` "Room is not hosting a call"
 on every `/rooms/{room}/...` endpoint; every other valid room name hosts a call.
@@ -79,6 +80,8 @@ class Outcome:
     #: Place nothing and never answer: hold the start open this many seconds (or until the
     #: client leaves), then close the connection; 0 = the start is answered.
     hang: float = 0.0
+    #: The leg ends on its timeline but its final webhook is never sent: only presence knows.
+    lose_final: bool = False
 
 
 ANSWER = (Step(0.3, CONNECTED), Step(1.0, ANSWERED))
@@ -107,6 +110,7 @@ FIXED: dict[str, Outcome] = {
         Outcome("drop", ANSWER, drop=True),
         Outcome("warning", (Step(0.3, CONNECTED), Step(0.5, WARNING), Step(1.0, ANSWERED))),
         Outcome("hang", hang=60.0),
+        Outcome("lostend", (*ANSWER, Step(3.0, STOPPED)), lose_final=True),
     )
 }
 
@@ -124,6 +128,7 @@ PHONES: dict[str, str] = {
     "+15550100093": "drop",
     "+15550100094": "warning",
     "+15550100095": "hang",
+    "+15550100096": "lostend",
 }
 
 #: Outcomes taking a digit 1..9: SIP user stem -> (phone prefix, outcome for the digit).

@@ -217,6 +217,14 @@ class Sessions:
             })  # fmt: skip
         return found
 
+    def rooms_presence(self, lag: float) -> dict[str, list[dict[str, Any]]]:
+        """Daily's ``GET /presence``: every room's legs (as :meth:`presence`), by room;
+        rooms with nobody present are left out."""
+        with self._lock:
+            rooms = sorted({s.leg.room for s in self._sessions.values()})
+        found = {room: self.presence(room, lag) for room in rooms}
+        return {room: legs for room, legs in found.items() if legs}
+
     def reset(self) -> None:
         with self._lock:
             for session in self._sessions.values():
@@ -270,6 +278,8 @@ class Sessions:
             session.generation += 1
             if session.joined is not None and session.left is None:
                 session.left = time.monotonic()
+            if session.outcome.lose_final:
+                return  # the leg is gone; Daily never tells (nor logs) it
         if not session.outcome.shuffle:
             batch = [event]
         else:

@@ -16,11 +16,12 @@ from telephony.redis_server import free_port
 
 class Granian:
     """The real ``telephony serve`` (granian running the ASGI front, one worker) in its own
-    process group, configured through the environment as in production."""
+    process group, configured through the environment as in production. ``port`` starts it
+    again where an earlier one listened (Daily keeps posting to the same URL)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, port: int = 0) -> None:
         assert settings.redis_url and settings.webhook_secret
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(
             os.environ,
