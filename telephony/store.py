@@ -8,6 +8,7 @@ machine's moves, history, the durable feed and pub/sub.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,13 +17,15 @@ from typing import Any, Literal
 
 import redis
 
-from telephony import defaults, machine
+from telephony import defaults, machine, record
 from telephony.config import ConfigError, Settings
 from telephony.keys import Keys
 from telephony.reconnect import patient_options
 
 #: What became of a change; ``spooled``: journalled while Redis was away, applied later.
 Status = Literal["applied", "ignored", "duplicate", "held", "exists", "orphan", "spooled"]
+log = logging.getLogger(__name__)
+
 _SCRIPT = resources.files("telephony").joinpath("apply.lua").read_text()
 
 
@@ -102,18 +105,16 @@ class Outcome:
         return self.status == "applied" and self.from_state != self.to_state
 
 
-def _field_text(value: Any) -> Any:
-    """What Lua can store as is: objects as JSON text (cjson would turn ``[]`` into ``{}``),
-    floats as text (Redis truncates Lua numbers to integers); ints and None unchanged."""
-    if value is None or isinstance(value, str) or type(value) is int:
-        return value
-    if isinstance(value, (dict, list, bool)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
 def _fields_json(fields: dict[str, Any]) -> str:
-    return json.dumps({name: _field_text(value) for name, value in fields.items()})
+    """Fields for ``apply.lua``, encoded by :mod:`telephony.record`: strings and small ints
+    only, so nothing is reinterpreted by Lua's cjson (``[]`` as ``{}``, big numbers)."""
+    return json.dumps(record.encode(fields))
+
+
+def _create_json(create: dict[str, Any]) -> str:
+    """A new call's fields for ``apply.lua``; fields left ``None`` are not recorded."""
+    stored = {name: value for name, value in record.encode(create).items() if value is not None}
+    return json.dumps(stored)
 
 
 class CallStore:
@@ -138,6 +139,9 @@ class CallStore:
     def _args(self, change: Change) -> list[Any]:
         plan = machine.plan(change.trigger)
         create = change.create
+        fields = change.fields
+        if "queued" not in plan.moves.values():  # stale once the call is no longer queued
+            fields = {**dict.fromkeys(record.WHILE_QUEUED), **fields}
         return [
             self.settings.key_prefix,
             change.call_id,
@@ -148,10 +152,8 @@ class CallStore:
             change.at or now_iso(),
             change.source,
             json.dumps(change.data, separators=(",", ":")),
-            _fields_json(change.fields),
-            ""
-            if create is None
-            else _fields_json({k: v for k, v in create.items() if v is not None}),
+            _fields_json(fields),
+            "" if create is None else _create_json(create),
             change.mode,
             self.settings.call_retention,
             self.settings.feed_maxlen,
@@ -175,9 +177,9 @@ class CallStore:
         results = pipe.execute()
         if not results[0]:
             return None
-        call = to_call(results[0], internal=internal)
+        call = _decode(call_id, results[0], internal=internal)
         if history:
-            call["history"] = [json.loads(entry) for entry in results[1]]
+            call["history"] = [_history_entry(entry) for entry in results[1]]
         return call
 
     def state(self, call_id: str) -> str | None:
@@ -222,13 +224,13 @@ class CallStore:
                 pipe.hgetall(keys.call(member.decode()))
             records = pipe.execute()
             expired = []
-            for (member, score), record in zip(rows, records, strict=True):
+            for (member, score), stored in zip(rows, records, strict=True):
                 call_id = member.decode()
                 max_score, after_id = str(int(score)), call_id
-                if not record:
+                if not stored:
                     expired.append(call_id)
                     continue
-                call = to_call(record)
+                call = _decode(call_id, stored)
                 if (state and call["state"] != state) or (room and call["room"] != room):
                     continue
                 found.append(call)
@@ -244,34 +246,33 @@ class CallStore:
     def feed(self, after: int = 0, limit: int = defaults.PAGE_DEFAULT) -> list[dict[str, Any]]:
         """Recorded events with ``seq > after``, in order (``GET /v1/events``)."""
         rows = self.redis.xrange(self.keys.feed, min=f"({after}-0", max="+", count=limit)
-        return [json.loads(fields[b"m"]) for _, fields in rows]
+        return [_feed_entry(entry_id, fields) for entry_id, fields in rows]
 
 
-#: Hash fields kept as JSON text in Redis, decoded on read.
-_JSON_FIELDS = frozenset({"metadata", "options"})
-_INT_FIELDS = frozenset({"attempts", "ringTimeoutSec", "maxDurationSec", "stopRequested"})
-#: Bookkeeping of the workers, not part of the call as users see it.
-_HIDDEN_FIELDS = frozenset({"watchDue", "dialingSince", "startJob", "waits"})
-#: The contract's fields, always present (null when unknown).
-CALL_FIELDS = (
-    "id", "kind", "room", "destination", "state", "sessionId", "attempts", "error", "reason",
-    "createdAt", "updatedAt", "metadata",
-)  # fmt: skip
+def _decode(call_id: str, raw: dict[bytes, bytes], internal: bool = False) -> dict[str, Any]:
+    """The call, or, for a record this version cannot read, the contract's fields with its id
+    and ``unreadable`` saying why: one bad record never breaks a listing or a page."""
+    try:
+        return record.decode(raw, internal=internal)
+    except record.RecordError as exc:
+        log.error("call %s: %s", call_id, exc)
+        return {**record.decode({}), "id": call_id, "unreadable": str(exc)}
 
 
-def to_call(record: dict[bytes, bytes], internal: bool = False) -> dict[str, Any]:
-    """A Redis hash → the contract's call object (plus the hidden fields if ``internal``)."""
-    call: dict[str, Any] = dict.fromkeys(CALL_FIELDS)
-    call["attempts"] = 0
-    call["metadata"] = {}
-    for raw_name, raw_value in record.items():
-        name, value = raw_name.decode(), raw_value.decode()
-        if name in _HIDDEN_FIELDS and not internal:
-            continue
-        if name in _JSON_FIELDS:
-            call[name] = json.loads(value)
-        elif name in _INT_FIELDS:
-            call[name] = int(value)
-        else:
-            call[name] = value
-    return call
+def _history_entry(raw: bytes) -> dict[str, Any]:
+    try:
+        entry: dict[str, Any] = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {"unreadable": "history entry is not JSON"}
+    return entry
+
+
+def _feed_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
+    """A feed event; for one that cannot be read, its ``seq`` and ``unreadable`` (a reader
+    must be able to go past it)."""
+    try:
+        event: dict[str, Any] = json.loads(fields[b"m"])
+    except (KeyError, ValueError, RecursionError):
+        seq = int(entry_id.decode().partition("-")[0])
+        return {"seq": seq, "unreadable": "feed entry is not JSON"}
+    return event

@@ -490,3 +490,37 @@ def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
     assert assert_refused(wrong, 405)["error"] == "method-not-allowed-error"
     assert set(wrong.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
     assert_refused(api.get("/v1/calls/x/stop"), 405)
+
+
+# --- the record round trip, and records that cannot be read ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "metadata", ["hello", "123", '{"a":1}', None, 2**53, [], {"deep": [{"x": None}]}]
+)
+def test_metadata_comes_back_exactly_as_given(api: Api, metadata: Any) -> None:
+    call = api.dial(metadata=metadata)
+    assert call["metadata"] == metadata and type(call["metadata"]) is type(metadata)
+    again = api.get(f"/v1/calls/{call['id']}").json()
+    [listed] = api.get("/v1/calls").json()["calls"]
+    assert again["metadata"] == listed["metadata"] == metadata
+    assert type(again["metadata"]) is type(listed["metadata"]) is type(metadata)
+    assert requests.head(f"{api.base}/v1/calls", headers=api.headers, timeout=5).ok
+
+
+def test_one_unreadable_record_never_breaks_a_listing_or_the_feed(
+    api: Api, store: CallStore
+) -> None:
+    good, bad = api.dial(), api.dial()
+    store.redis.hset(store.keys.call(bad["id"]), "metadata", "not json")  # an older version's
+    store.redis.xadd(store.keys.feed, {"m": "{broken"}, id="999999-0")
+    listed = api.get("/v1/calls")
+    assert listed.status_code == 200
+    calls = {c["id"]: c for c in listed.json()["calls"]}
+    assert calls[good["id"]]["metadata"] == {} and "unreadable" not in calls[good["id"]]
+    assert "metadata" in calls[bad["id"]]["unreadable"]
+    assert api.get("/v1/calls", state="queued").status_code == 200
+    one = api.get(f"/v1/calls/{bad['id']}")
+    assert one.status_code == 200 and "metadata" in one.json()["unreadable"]
+    events = api.get("/v1/events").json()["events"]
+    assert events[-1] == {"seq": 999999, "unreadable": "feed entry is not JSON"}

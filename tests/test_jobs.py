@@ -416,6 +416,7 @@ class TestPacing:
             call = paced.call(call_id)
             assert call["attempts"] == 1 and call["reason"] == "hangup"
             assert "call.retry_scheduled" not in events_of(call)
+            assert "waitingFor" not in call and "nextAttemptAt" not in call  # not after
         # Calls beyond the first window waited as queued, told when they would try again.
         waited = [c for c in ids if any(s["waitingFor"] for s in observer.seen[c])]
         assert len(waited) >= BURST - 2 * PACE_COUNT

@@ -20,7 +20,7 @@ from flask import Blueprint, Response, jsonify
 from telephony import __version__, machine
 from telephony import defaults as d
 from telephony import validation as v
-from telephony.store import CALL_FIELDS
+from telephony.record import ALWAYS as CALL_FIELDS
 
 bp = Blueprint("openapi", __name__)
 
