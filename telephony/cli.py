@@ -172,7 +172,7 @@ def _op_call(client: TelephonyClient, args: argparse.Namespace) -> int:
     if args.metadata is not None:
         try:
             metadata = json.loads(args.metadata)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValidationError({"metadata": "must be JSON"}) from None
     call = client.dial(
         args.room,

@@ -78,6 +78,10 @@ SIP_URI_MAX = 2048
 #: when validating and is far beyond any real use.
 JSON_MAX_DEPTH = 32
 
+#: Largest magnitude of an integer in free-form JSON: 2^53, the last one a double (Lua's
+#: cjson, JavaScript, most JSON readers) holds exactly; beyond it values come back changed.
+JSON_MAX_INT = 2**53
+
 #: Upper bounds for our own timers; a day is far beyond any real call and keeps typos
 #: (milliseconds for seconds) from parking a call for weeks.
 RING_TIMEOUT_MAX = 600

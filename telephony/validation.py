@@ -74,31 +74,49 @@ def _integer(low: int, high: int) -> Rule:
     )
 
 
+def _unicode(value: str) -> bool:
+    """Whether ``value`` is valid Unicode: JSON's ``\\ud800`` escape yields a lone surrogate,
+    which neither UTF-8 (Redis, the wire) nor Lua's cjson can hold."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(max_len: int) -> Rule:
     return _rule(
-        lambda v: isinstance(v, str) and 0 < len(v) <= max_len,
-        f"must be a string of 1 to {max_len} characters",
+        lambda v: isinstance(v, str) and 0 < len(v) <= max_len and _unicode(v),
+        f"must be a string of 1 to {max_len} characters (valid Unicode)",
     )
 
 
 def _is_json(value: Any, depth: int = 0) -> bool:
-    """Plain JSON only, so what we store and send is exactly what was validated."""
+    """Plain JSON that every reader holds exactly, so what we store and send, and what comes
+    back, is exactly what was validated."""
     if depth > d.JSON_MAX_DEPTH:
         return False
-    if value is None or isinstance(value, str | bool):
+    if value is None or isinstance(value, bool):
         return True
+    if isinstance(value, str):
+        return _unicode(value)
     if isinstance(value, int):
-        return value.bit_length() < 64  # huge ints cannot be serialised (int_max_str_digits)
+        return -d.JSON_MAX_INT <= value <= d.JSON_MAX_INT
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, list):
         return all(_is_json(item, depth + 1) for item in value)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
+        return all(
+            isinstance(k, str) and _unicode(k) and _is_json(v, depth + 1) for k, v in value.items()
+        )
     return False
 
 
-_JSON_TEXT = f"(no NaN/Infinity, 64-bit integers, at most {d.JSON_MAX_DEPTH} levels deep)"
+_JSON_TEXT = (
+    "(valid Unicode, no NaN/Infinity, integers within ±2^53, "
+    f"at most {d.JSON_MAX_DEPTH} levels deep)"
+)
 _JSON = _rule(_is_json, f"must be a JSON value {_JSON_TEXT}")
 _JSON_OBJECT = _rule(
     lambda v: isinstance(v, dict) and _is_json(v), f"must be an object {_JSON_TEXT}"

@@ -146,6 +146,9 @@ def test_call_prints_the_id_and_queues_the_start(
         (["no spaces", "--sip", "sip:a@b"], ["ROOM"]),
         (["r", "--sip", "sip:a@b", "--extension", "1"], ["--extension"]),
         (["r", "--phone", PHONE, "--metadata", "{nope"], ["--metadata"]),
+        (["r", "--phone", PHONE, "--metadata", '"\\ud800"'], ["--metadata"]),
+        (["r", "--phone", PHONE, "--metadata", str(2**53 + 1)], ["--metadata"]),
+        (["r", "--phone", PHONE, "--metadata", "[" * 100_000], ["--metadata"]),
         (["r", "--phone", PHONE, "--idempotency-key", "a b"], ["--idempotency-key"]),
     ],
 )
@@ -159,6 +162,17 @@ def test_invalid_call_names_the_options_and_exits_2(
         assert f"  {option}: " in done.stderr
     assert queue.count == 0
     assert call_store.redis.zcard(call_store.keys.calls) == 0
+
+
+def test_call_metadata_comes_back_exactly_as_given(
+    env: dict[str, str], call_store: CallStore
+) -> None:
+    for given, expected in (('"hello"', "hello"), ('"123"', "123"), ("[]", [])):
+        done = run(env, "call", "sales-1", "--phone", PHONE, "--metadata", given, "--json")
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(done.stdout)
+        stored = call_store.get(shown["id"])
+        assert stored is not None and shown["metadata"] == stored["metadata"] == expected
 
 
 def test_call_needs_a_destination_and_redis(env: dict[str, str]) -> None:

@@ -109,6 +109,9 @@ def test_dial_queues_the_call_and_its_start(client: TelephonyClient, queue: Queu
         ({"phone_number": PHONE, "idempotency_key": "a b"}, {"idempotency_key"}),
         ({"phone_number": PHONE, "wait_before_extension_dial_sec": True},
          {"wait_before_extension_dial_sec"}),
+        ({"phone_number": PHONE, "metadata": "\ud800"}, {"metadata"}),
+        ({"phone_number": PHONE, "metadata": {"n": 2**53 + 1}}, {"metadata"}),
+        ({"phone_number": PHONE, "display_name": "\udfff"}, {"display_name"}),
     ],
 )  # fmt: skip
 def test_invalid_dial_names_fields_as_passed_and_queues_nothing(

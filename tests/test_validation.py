@@ -356,6 +356,13 @@ def test_call_request_defaults_and_sip_destination() -> None:
         ({"metadata": [1, "two", 3.5, True, None, {"k": []}]}, None),
         ({"metadata": math.inf}, "metadata"),
         ({"metadata": {"big": 2**64}}, "metadata"),
+        ({"metadata": [2**53, -(2**53)]}, None),
+        ({"metadata": 2**53 + 1}, "metadata"),  # a double would change it
+        ({"metadata": {"n": -(2**53) - 1}}, "metadata"),
+        ({"metadata": "\ud800"}, "metadata"),  # a lone surrogate: not Unicode
+        ({"metadata": {"\udfff": 1}}, "metadata"),
+        ({"metadata": ["ok", "\U0001f600 \u202e"]}, None),
+        ({"displayName": "a\ud800"}, "displayName"),
         ({"metadata": {1: "non-string key"}}, "metadata"),
         ({"metadata": {"set": {1, 2}}}, "metadata"),
         ({"room": "a" * 128}, None),
@@ -561,7 +568,10 @@ def test_sip_refer_body_knows_only_session_and_target() -> None:
     [
         ({"sessionId": SESSION}, None),
         ({}, {"sessionId": "required"}),
-        ({"sessionId": None}, {"sessionId": "must be a string of 1 to 128 characters"}),
+        (
+            {"sessionId": None},
+            {"sessionId": "must be a string of 1 to 128 characters (valid Unicode)"},
+        ),
         ({"sessionId": SESSION, "force": True}, {"force": "unknown field"}),
     ],
 )
@@ -592,7 +602,7 @@ def json_of(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 plain_json = json_of(
     st.none()
     | st.booleans()
-    | st.integers(-(2**63) + 1, 2**63 - 1)
+    | st.integers(-(2**53), 2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=30)
 )
