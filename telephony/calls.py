@@ -121,9 +121,7 @@ class Calls:
 
     def _stranded(self, call: dict[str, Any]) -> bool:
         """A call whose first request died between creating it and queueing its start."""
-        if call["state"] != "queued" or self.redis.hexists(
-            self.store.keys.call(call["id"]), "startJob"
-        ):
+        if call["state"] != "queued" or self.store.fields(call["id"], "startJob")["startJob"]:
             return False
         created = datetime.fromisoformat(call["createdAt"])
         age = (datetime.now(UTC) - created).total_seconds()
@@ -233,7 +231,7 @@ class Calls:
         parts: tuple[object, ...] = (attempt, f"w{uuid.uuid4().hex[:8]}") if waiting else (attempt,)
         start_id = job_id(self.settings, "start", call_id, *parts)
         pipe = pipeline if pipeline is not None else self.transaction()
-        pipe.hset(self.store.keys.call(call_id), "startJob", start_id)
+        self.store.mark(call_id, pipe, startJob=start_id)
         options: dict[str, Any] = {"job_id": start_id, "result_ttl": 600, "pipeline": pipe}
         if delay > 0:
             self.queue.enqueue_in(timedelta(seconds=delay), START_JOB, call_id, attempt, **options)
@@ -263,7 +261,7 @@ class Calls:
             result_ttl=600,
             pipeline=pipe,
         )
-        pipe.hset(self.store.keys.call(call_id), "watchDue", due_ms)
+        self.store.mark(call_id, pipe, watchDue=due_ms)
         if pipeline is None:
             pipe.execute()
 
@@ -306,7 +304,7 @@ class Calls:
             )
             if outcome.status == "applied":
                 return self._require(call_id)
-        self.redis.hsetnx(self.store.keys.call(call_id), "stopReason", "stopped")
+        self.store.mark_default(call_id, "stopReason", "stopped")
         self.store.apply(
             Change(
                 trigger="note",

@@ -23,6 +23,7 @@ from telephony import defaults
 from telephony.daily import DailyClient
 from telephony.errors import DailyError
 from telephony.inbound import to_change
+from telephony.record import decode_fields
 from telephony.store import CallStore, Change, unix_time
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,12 @@ def presence(store: CallStore, daily: DailyClient) -> dict[str, int]:
     answered: dict[str, tuple[str, float]] = {}  # call id -> room, answered at
     gone = set(absent)  # forgotten unless still answered and open
     for call_id, (state, room, updated, answered_at) in _open_calls(store):
-        if state != b"answered":
+        if state != "answered":
             continue
         gone.discard(call_id)
         heard = unix_time(updated) or now
         if call_id in absent or now - heard >= settings.reconcile_after or heard < reactivated:
-            answered[call_id] = ((room or b"").decode(), unix_time(answered_at) or heard)
+            answered[call_id] = (room or "", unix_time(answered_at) or heard)
     counts = {"looked": len(answered), "present": 0, "absent": 0, "ended": 0}
     if answered:
         try:
@@ -127,16 +128,18 @@ def presence(store: CallStore, daily: DailyClient) -> dict[str, int]:
 
 
 def _open_calls(store: CallStore) -> Iterator[tuple[str, list[Any]]]:
-    """Every open dial-out's id with its state, room, updatedAt and answeredAt (raw bytes),
-    read in pipelined batches."""
+    """Every open dial-out's id with its state, room, updatedAt and answeredAt, read in
+    pipelined batches."""
+    wanted = ("state", "room", "updatedAt", "answeredAt")
     cursor = 0
     while True:
         cursor, rows = store.redis.zscan(store.keys.open, cursor, count=defaults.SWEEP_BATCH)
         ids = [member.decode() for member, _ in rows]
         pipe = store.redis.pipeline(transaction=False)
         for call_id in ids:
-            pipe.hmget(store.keys.call(call_id), "state", "room", "updatedAt", "answeredAt")
-        yield from zip(ids, pipe.execute(), strict=True)
+            store.fields_on(pipe, call_id, *wanted)
+        for call_id, raw in zip(ids, pipe.execute(), strict=True):
+            yield call_id, list(decode_fields(wanted, raw).values())
         if cursor == 0:
             return
 

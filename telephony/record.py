@@ -25,7 +25,7 @@ contract's fields are ``always`` present, ``null`` when unknown.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -139,6 +139,14 @@ def decode_value(name: str, raw: bytes | str) -> Any:
     except (ValueError, RecursionError) as exc:
         raise RecordError(f"field {name} holds {text[:40]!r}: not {kind}") from exc
     return text
+
+
+def decode_fields(names: Sequence[str], raw: Sequence[bytes | None]) -> dict[str, Any]:
+    """``HMGET``'s reply for ``names``, decoded; ``None`` where a field is not recorded."""
+    return {
+        name: None if value is None else decode_value(name, value)
+        for name, value in zip(names, raw, strict=True)
+    }
 
 
 def decode(raw: Mapping[bytes, bytes], internal: bool = False) -> dict[str, Any]:

@@ -183,8 +183,35 @@ class CallStore:
         return call
 
     def state(self, call_id: str) -> str | None:
-        value = self.redis.hget(self.keys.call(call_id), "state")
-        return None if value is None else value.decode()
+        return self.fields(call_id, "state")["state"]  # type: ignore[no-any-return]
+
+    def fields(self, call_id: str, *names: str) -> dict[str, Any]:
+        """Some fields of the call, decoded (``None`` where not recorded); one round trip."""
+        return record.decode_fields(names, self.redis.hmget(self.keys.call(call_id), names))
+
+    def fields_on(self, pipeline: Any, call_id: str, *names: str) -> None:
+        """Queue :meth:`fields` on ``pipeline``; decode its reply with
+        :func:`telephony.record.decode_fields` and the same ``names``."""
+        pipeline.hmget(self.keys.call(call_id), names)
+
+    def mark(self, call_id: str, pipeline: Any = None, **fields: Any) -> None:
+        """Record bookkeeping that moves no state (the latest start job, the watchdog's due
+        time, why a queued call waits, a requested stop's reason), on ``pipeline`` if given:
+        written with the transaction that makes it true."""
+        client = pipeline if pipeline is not None else self.redis
+        stored = record.encode(fields)
+        gone = [name for name, value in stored.items() if value is None]
+        if gone:
+            client.hdel(self.keys.call(call_id), *gone)
+        if len(gone) < len(stored):
+            kept = {name: value for name, value in stored.items() if value is not None}
+            client.hset(self.keys.call(call_id), mapping=kept)
+
+    def mark_default(self, call_id: str, name: str, value: Any) -> bool:
+        """Record ``name`` unless it already is (the first reason asked for wins)."""
+        return bool(
+            self.redis.hsetnx(self.keys.call(call_id), name, record.encode_value(name, value))
+        )
 
     def page(
         self,

@@ -5,6 +5,7 @@ Every refusal is checked for what it must *not* do: no job queued, no call creat
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import API_TOKEN, DialOut
+from hypothesis import strategies as st
 from rq import Queue
 
 from telephony.calls import DTMF_JOB, START_JOB, STOP_JOB, TRANSFER_JOB
@@ -528,3 +530,78 @@ def test_one_unreadable_record_never_breaks_a_listing_or_the_feed(
     assert one.status_code == 200 and "metadata" in one.json()["unreadable"]
     events = api.get("/v1/events").json()["events"]
     assert events[-1] == {"seq": 999999, "unreadable": "feed entry is not JSON"}
+
+
+# --- hostile input through the production server ------------------------------------------------
+
+FRAGMENTS = ["\ud800", "\udfff", "\r\n", "\x00", "%0d%0a", "%00", "\u202e", "\u200f",
+             "' OR 1=1 --", "../../", "<script>", "\\", '"', "é", "😀", "a" * 3000, "sip:",
+             "+1555", "X-a=b&", "{}", "null"]  # fmt: skip
+HOSTILE_TEXT = st.lists(st.sampled_from(FRAGMENTS), max_size=4).map("".join)
+HOSTILE = st.deferred(
+    lambda: (
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**80), 2**80)
+        | st.sampled_from([2**53, 2**53 + 1, -(2**53) - 1, 1.0, 1e308, -0.0])
+        | HOSTILE_TEXT
+        | st.integers(1, 60).map(lambda depth: json.loads("[" * depth + "]" * depth))
+        | st.lists(HOSTILE, max_size=3)
+        | st.dictionaries(HOSTILE_TEXT, HOSTILE, max_size=3)
+    )
+)
+CALL_FIELDS = ["room", "phoneNumber", "sipUri", "displayName", "userId", "callerId", "extension",
+               "waitBeforeExtensionDialSec", "video", "videoSettings", "codecs", "permissions",
+               "ringTimeoutSec", "maxDurationSec", "metadata"]  # fmt: skip
+
+
+def redis_dump(client: Any) -> dict[bytes, bytes]:
+    """Every key of the test's Redis with its serialised value (no TTLs)."""
+    return {key: client.dump(key) for key in client.scan_iter(count=1000)}
+
+
+def test_hostile_calls_never_get_a_5xx_and_a_4xx_changes_nothing(
+    settings: Settings, redis_client: Any
+) -> None:
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as examples
+    from support.servers import granian
+
+    statuses: list[int] = []
+    with granian(settings) as base:
+        api = Api(base)
+
+        @examples(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(
+            fields=st.dictionaries(st.sampled_from(CALL_FIELDS), HOSTILE, max_size=2),
+            metadata=st.none()
+            | st.just({})
+            | st.recursive(
+                st.none() | st.booleans() | st.integers(-(2**53), 2**53) | HOSTILE_TEXT,
+                lambda inner: (
+                    st.lists(inner, max_size=3) | st.dictionaries(HOSTILE_TEXT, inner, max_size=3)
+                ),
+                max_leaves=8,
+            ),
+            valid_base=st.booleans(),
+        )
+        def post(fields: dict[str, Any], metadata: Any, valid_base: bool) -> None:
+            body = {"room": "sales-1", "phoneNumber": PHONE} if valid_base else {}
+            if metadata != {}:
+                body["metadata"] = metadata
+            body.update(fields)
+            before = redis_dump(redis_client)
+            response = api.post("/v1/calls", body)
+            statuses.append(response.status_code)
+            assert response.status_code < 500, (body, response.text)
+            if response.status_code != 202:
+                assert_refused(response, response.status_code)
+                assert redis_dump(redis_client) == before, body
+                return
+            call = response.json()  # accepted whole: it reads back exactly as given
+            assert api.get(f"/v1/calls/{call['id']}").json()["metadata"] == body.get("metadata", {})
+            assert api.get("/v1/calls").status_code == 200
+
+        post()
+    print(sorted(collections.Counter(statuses).items()))
+    assert {202, 400} <= set(statuses)  # both paths were exercised

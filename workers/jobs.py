@@ -79,7 +79,7 @@ def start_dialout(call_id: str, attempt: int) -> str:
     look = next_look(call, time.time())
     if look is not None:
         schedule_watchdog(ctx, call_id, 0.0, at=look)
-    if ctx.store.redis.hget(ctx.store.keys.call(call_id), "stopRequested"):
+    if ctx.store.fields(call_id, "stopRequested")["stopRequested"]:
         ctx.calls.enqueue_stop(call_id)  # asked while Daily was starting it: hang up now
     return accepted.status
 
@@ -89,7 +89,7 @@ def _wait(ctx: Context, call_id: str, attempt: int, wait: float, why: str) -> st
     delay = wait + random.uniform(0, ctx.settings.dialout_limit.window / 2)
     pipe = ctx.calls.transaction()
     waiting = {"nextAttemptAt": iso_time(time.time() + delay), "waitingFor": why}
-    pipe.hset(ctx.store.keys.call(call_id), mapping=waiting)
+    ctx.store.mark(call_id, pipe, **waiting)
     ctx.calls.enqueue_start(call_id, attempt, delay=delay, waiting=True, pipeline=pipe)
     pipe.execute()
     return f"waiting: {why}"

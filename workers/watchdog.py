@@ -19,6 +19,7 @@ from rq.job import Job, JobStatus
 
 from telephony import defaults
 from telephony.calls import start_stale_after
+from telephony.record import decode_fields
 from workers.context import Context, context
 from workers.record import note, record
 
@@ -106,9 +107,7 @@ def watchdog(call_id: str, due_ms: int) -> str:
         reason = str(call.get("stopReason") or "cancelled")
         if expired and not call.get("stopRequested"):
             reason = "no-answer" if state != "answered" else "max-duration"
-            ctx.store.redis.hset(
-                ctx.store.keys.call(call_id), mapping={"stopReason": reason, "stopRequested": 1}
-            )
+            ctx.store.mark(call_id, stopReason=reason, stopRequested=1)
             note(ctx, call_id, f"call.{reason.replace('-', '_')}", {"deadline": deadline})
         if unsure and now >= silent_until:  # nothing was placed, as far as anyone can know
             record(ctx, "stop", "call.stopped", call_id, fields={"reason": reason})
@@ -179,17 +178,19 @@ def sweep(ctx: Context) -> dict[str, int]:
         cursor, rows = ctx.redis.zscan(keys.open, cursor, count=defaults.SWEEP_BATCH)
         ids = [member.decode() for member, _ in rows]
         pipe = ctx.redis.pipeline(transaction=False)
+        wanted = ("state", "watchDue", "startJob")
         for call_id in ids:
-            pipe.hmget(keys.call(call_id), "state", "watchDue", "startJob")
+            ctx.store.fields_on(pipe, call_id, *wanted)
         checks: list[tuple[str, str, str | None]] = []  # call, watchdog job, start job
         gone = []
-        for call_id, (state, due, start) in zip(ids, pipe.execute(), strict=True):
-            if state is None or state.decode() not in _WATCHED:
+        for call_id, raw in zip(ids, pipe.execute(), strict=True):
+            state, due, start = decode_fields(wanted, raw).values()
+            if state not in _WATCHED:
                 gone.append(call_id)
                 continue
             watch = ctx.calls.watchdog_id(call_id, due) if due else ""
             # Only a queued call needs a start job: later states have had theirs.
-            needs = (start.decode() if start else "") if state == b"queued" else None
+            needs = (start or "") if state == "queued" else None
             checks.append((call_id, watch, needs))
         names = [name for _, watch, start in checks for name in (watch, start) if name]
         jobs = dict(zip(names, _fetch(ctx, names), strict=True))
