@@ -1,35 +1,55 @@
 --[[
 Apply one event to one call, atomically: the commit point of every state change.
 
-In one round trip: resolve the call (by id, else by session), de-duplicate by envelope id,
+In one round trip: de-duplicate by envelope id, resolve the call (by id, else by session),
 compare-and-set the state against the moves the state machine allows, record history, append
 to the durable feed with the next global seq, publish, and apply any events that were held for
 the session until its call became known. Key names mirror telephony/keys.py.
 
-ARGV: 1 prefix, 2 call id ('' = look up by session), 3 session id, 4 event name, 5 event id
-('' = no de-duplication), 6 moves (JSON {from: to}), 7 at (ISO time), 8 source, 9 data (raw
-JSON), 10 fields (JSON object of strings and integers, set on the call when the move applies;
-'+name' increments, null deletes),
-11 create (JSON object of a new call's fields, or ''), 12 create mode ('new': the call must
-not exist yet; 'upsert': create when missing), 13 retention s, 14 feed maxlen, 15 dedupe TTL s,
-16 pending TTL s, 17 now (ms, index score).
+KEYS (the keys known before the call is resolved): 1 {p}:seq, 2 {p}:feed, 3 {p}:metrics,
+4 {p}:calls, 5 {p}:open, 6 {p}:live. The call's own keys ({p}:call:, {p}:history:,
+{p}:session:, {p}:pending:, {p}:seen:) are built from the prefix: a call may be known only by
+its session until this script resolves it.
+
+ARGV[1]: the change, one JSON object with named fields (telephony/store.py builds it):
+  v           format version (1)
+  prefix      key prefix
+  callId      call id ('' = look up by sessionId)
+  sessionId   Daily's session ('' = none)
+  event       event name recorded
+  eventId     Daily's envelope id ('' = no de-duplication)
+  moves       {from state: to state} the trigger allows
+  at          ISO time recorded
+  source      who reported it (api, worker, webhook, log, presence, service)
+  data        the event's data as raw JSON text (spliced in, never re-encoded)
+  fields      call fields set when the move applies (strings and integers; '+name'
+              increments; null deletes)
+  create      a new call's fields, or absent
+  mode        'new' (the call must not exist yet), 'upsert' (create when missing) or ''
+  retention, feedMaxlen, dedupeTtl, pendingTtl, nowMs   limits and the clock
+
+Events held for a session not yet known are stored as the same object without the limits
+(version 1); a held event of the earlier, positional format is read as well.
 
 Returns {status, call id, from, to, seq}; status: applied | ignored | duplicate | held | exists
 | orphan.
 ]]
 
-local prefix = ARGV[1]
-local retention = tonumber(ARGV[13])
-local maxlen = ARGV[14]
-local dedupe_ttl = tonumber(ARGV[15])
-local pending_ttl = tonumber(ARGV[16])
-local now_ms = ARGV[17]
+local change = cjson.decode(ARGV[1])
+local prefix = change.prefix
+local retention = tonumber(change.retention)
+local maxlen = change.feedMaxlen
+local dedupe_ttl = tonumber(change.dedupeTtl)
+local pending_ttl = tonumber(change.pendingTtl)
+local now_ms = change.nowMs
+local SEQ, FEED, METRICS, CALLS, OPEN, LIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 
 local FINAL = {stopped = true, error = true}
+local HELD_FIELDS = {'sessionId', 'event', 'eventId', 'moves', 'at', 'source', 'data', 'fields',
+                     'create', 'mode'}
 
 local function publish(message, call_id)
-  redis.call('XADD', prefix .. ':feed', 'MAXLEN', '~', maxlen, message.seq .. '-0',
-             'm', message.json)
+  redis.call('XADD', FEED, 'MAXLEN', '~', maxlen, message.seq .. '-0', 'm', message.json)
   redis.call('PUBLISH', prefix .. ':events', message.json)
   if call_id ~= '' then
     redis.call('PUBLISH', prefix .. ':calls:' .. call_id, message.json)
@@ -48,27 +68,62 @@ local function nullable(value)
 end
 
 local function count(status, to)
-  redis.call('HINCRBY', prefix .. ':metrics', 'events_' .. status, 1)
-  if to then redis.call('HINCRBY', prefix .. ':metrics', 'entered_' .. to, 1) end
+  redis.call('HINCRBY', METRICS, 'events_' .. status, 1)
+  if to then redis.call('HINCRBY', METRICS, 'entered_' .. to, 1) end
 end
 
 local apply
+
+local function held_form(args)
+  local kept = {v = 1}
+  for _, name in ipairs(HELD_FIELDS) do kept[name] = args[name] end
+  return cjson.encode(kept)
+end
+
+local function from_held(item)
+  local args = cjson.decode(item)
+  if args.v == nil then
+    -- The earlier, positional format: {call id, session, event, event id, moves JSON, at,
+    -- source, data, fields JSON, create JSON or '', mode}.
+    args = {sessionId = args[2], event = args[3], eventId = args[4],
+            moves = cjson.decode(args[5]), at = args[6], source = args[7], data = args[8],
+            fields = cjson.decode(args[9]),
+            create = args[10] ~= '' and cjson.decode(args[10]) or nil, mode = args[11]}
+  end
+  return args
+end
 
 local function drain(call_id, session_id)
   local held = prefix .. ':pending:' .. session_id
   local items = redis.call('LRANGE', held, 0, -1)
   redis.call('DEL', held)
   for _, item in ipairs(items) do
-    local args = cjson.decode(item)
-    args[1] = call_id
+    local args = from_held(item)
+    args.callId = call_id
+    args.drained = true -- its id was remembered when it was held
     apply(args)
   end
 end
 
--- args: {call_id, session_id, event, event_id, moves, at, source, data, fields, create, mode}
 apply = function(args)
-  local call_id, session_id, event, event_id = args[1], args[2], args[3], args[4]
-  local at, source, data = args[6], args[7], args[8]
+  local call_id, session_id = args.callId or '', args.sessionId or ''
+  local event, event_id = args.event, args.eventId or ''
+  local at, source, data = args.at, args.source, args.data
+
+  -- Every envelope id is de-duplicated, whatever becomes of it (applied, held, orphaned):
+  -- checked first, remembered last, so a script that fails half-way (Redis does not roll
+  -- back) does not make Daily's retry of this event look like a duplicate. A held event that
+  -- is drained was checked when it was held (and is remembered again).
+  local seen = prefix .. ':seen:' .. event_id
+  local function remember()
+    if event_id ~= '' then
+      redis.call('SET', seen, '1', 'EX', dedupe_ttl)
+    end
+  end
+  if event_id ~= '' and not args.drained and redis.call('EXISTS', seen) == 1 then
+    count('duplicate')
+    return {'duplicate', call_id, '', '', 0}
+  end
 
   if call_id == '' and session_id ~= '' then
     call_id = redis.call('GET', prefix .. ':session:' .. session_id) or ''
@@ -76,47 +131,40 @@ apply = function(args)
   local key = prefix .. ':call:' .. call_id
   local exists = call_id ~= '' and redis.call('EXISTS', key) == 1
 
-  if args[11] == 'new' and exists then
+  if args.mode == 'new' and exists then
     count('exists')
     return {'exists', call_id, '', '', 0}
   end
-  if not exists and args[10] == '' then
+  if not exists and args.create == nil then
     if session_id ~= '' then
       local held = prefix .. ':pending:' .. session_id
-      redis.call('RPUSH', held, cjson.encode(args))
+      redis.call('RPUSH', held, held_form(args))
       redis.call('EXPIRE', held, pending_ttl)
       count('held')
+      remember()
       return {'held', call_id, '', '', 0}
     end
     -- No call and nothing to match it by: keep it on the feed, owned by no call.
-    local seq = redis.call('INCR', prefix .. ':seq')
+    local seq = redis.call('INCR', SEQ)
     local json = encode({seq = seq, callId = nullable(call_id), sessionId = cjson.null,
                          room = cjson.null, kind = cjson.null, event = event,
                          from = cjson.null, to = cjson.null, at = at, source = source,
                          ignored = true}, data)
     publish({seq = seq, json = json}, '')
     count('orphan')
+    remember()
     return {'orphan', call_id, '', '', seq}
-  end
-
-  -- Checked first, remembered last: a script that fails half-way (Redis does not roll
-  -- back) must not make Daily's retry of this event look like a duplicate.
-  local seen = prefix .. ':seen:' .. event_id
-  if event_id ~= '' and redis.call('EXISTS', seen) == 1 then
-    count('duplicate')
-    return {'duplicate', call_id, '', '', 0}
   end
 
   local history = prefix .. ':history:' .. call_id
   if not exists then
-    local create = cjson.decode(args[10])
-    for name, value in pairs(create) do
+    for name, value in pairs(args.create) do
       redis.call('HSET', key, name, value)
     end
     redis.call('HSET', key, 'id', call_id, 'state', 'new', 'createdAt', at, 'updatedAt', at)
-    redis.call('ZADD', prefix .. ':calls', now_ms, call_id)
-    if create.kind ~= 'dialin' then
-      redis.call('ZADD', prefix .. ':open', now_ms, call_id)
+    redis.call('ZADD', CALLS, now_ms, call_id)
+    if args.create.kind ~= 'dialin' then
+      redis.call('ZADD', OPEN, now_ms, call_id)
     end
   end
 
@@ -129,11 +177,10 @@ apply = function(args)
     known_session, newly_known = session_id, true
   end
 
-  local moves = cjson.decode(args[5])
-  local dest = moves[state]
+  local dest = args.moves[state]
   local ignored = dest == nil
   if not ignored then
-    local fields = cjson.decode(args[9])
+    local fields = args.fields or {}
     if dest == 'stopped' and fields.reason == 'hangup' then
       -- Daily reports every end as a hang-up: keep the reason we asked for, or the transfer.
       local asked = redis.call('HGET', key, 'stopReason')
@@ -156,7 +203,7 @@ apply = function(args)
   end
 
   local to = dest or state
-  local seq = redis.call('INCR', prefix .. ':seq')
+  local seq = redis.call('INCR', SEQ)
   local entry = {seq = seq, event = event, from = state, to = to, at = at, source = source}
   if ignored then entry.ignored = true end
   -- Daily's envelope id, so a call's history shows which delivery was recorded.
@@ -171,19 +218,17 @@ apply = function(args)
   if FINAL[to] and not ignored then
     redis.call('EXPIRE', key, retention)
     redis.call('EXPIRE', history, retention)
-    redis.call('ZREM', prefix .. ':live', call_id)
-    redis.call('ZREM', prefix .. ':open', call_id)
+    redis.call('ZREM', LIVE, call_id)
+    redis.call('ZREM', OPEN, call_id)
     -- The listing index forgets calls whose records have expired: it cannot grow unbounded.
-    redis.call('ZREMRANGEBYSCORE', prefix .. ':calls', '-inf',
+    redis.call('ZREMRANGEBYSCORE', CALLS, '-inf',
                string.format('(%d', tonumber(now_ms) - retention * 1000))
     if known_session then
       redis.call('EXPIRE', prefix .. ':session:' .. known_session, retention)
     end
   end
 
-  if event_id ~= '' then
-    redis.call('SET', seen, '1', 'EX', dedupe_ttl)
-  end
+  remember()
   if ignored then count('ignored') else count('applied', to ~= state and to or nil) end
   if newly_known then
     drain(call_id, known_session)
@@ -191,5 +236,4 @@ apply = function(args)
   return {ignored and 'ignored' or 'applied', call_id, state, to, seq}
 end
 
-return apply({ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9],
-              ARGV[10], ARGV[11], ARGV[12]})
+return apply(change)

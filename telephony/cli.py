@@ -166,9 +166,9 @@ def _op_call(client: TelephonyClient, args: argparse.Namespace) -> int:
     import json
 
     from telephony import machine
-    from telephony.client import ValidationError
+    from telephony.client import NOT_GIVEN, ValidationError
 
-    metadata = None
+    metadata: Any = NOT_GIVEN
     if args.metadata is not None:
         try:
             metadata = json.loads(args.metadata)

@@ -96,6 +96,9 @@ class Call:
 
 
 #: Attribute → the API's name, for every attribute but ``history`` and ``extra``.
+#: ``dial``'s default ``metadata``: left out (``None`` is JSON's ``null``, a value).
+NOT_GIVEN: Any = object()
+
 _CALL_ATTRIBUTES = {
     f.name: camel(f.name) for f in dataclasses.fields(Call) if f.name not in ("history", "extra")
 }
@@ -249,12 +252,13 @@ class TelephonyClient:
         permissions: Mapping[str, Any] | None = None,
         ring_timeout_sec: int | None = None,
         max_duration_sec: int | None = None,
-        metadata: Any = None,
+        metadata: Any = NOT_GIVEN,
         idempotency_key: str | None = None,
     ) -> Call:
         """Queue a dial-out (``POST /v1/calls``); options are Daily's, in snake_case.
 
         ``user_id`` becomes the call's id (and Daily's ``userId``); by default one is made up.
+        ``metadata`` is any JSON value, ``None`` (JSON ``null``) included; left out, it is ``{}``.
         A repeated ``idempotency_key`` with the same options returns the first call; with other
         options it raises :class:`CallConflict`.
         """
@@ -272,9 +276,10 @@ class TelephonyClient:
             "permissions": permissions,
             "ring_timeout_sec": ring_timeout_sec,
             "max_duration_sec": max_duration_sec,
-            "metadata": metadata,
         }
         given = {name: value for name, value in options.items() if value is not None}
+        if metadata is not NOT_GIVEN:
+            given["metadata"] = metadata
         body = {"room": room}
         body.update(
             {camel(k): _plain(v, camel_keys=k == "video_settings") for k, v in given.items()}
@@ -288,7 +293,7 @@ class TelephonyClient:
         try:
             request = call_request(body)
         except ValidationError as exc:
-            names = {camel(name): name for name in options}
+            names = {camel(name): name for name in (*options, "metadata")}
             problems.update(rename_fields(exc.fields, names))
         if problems:
             raise ValidationError(problems)

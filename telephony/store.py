@@ -105,18 +105,6 @@ class Outcome:
         return self.status == "applied" and self.from_state != self.to_state
 
 
-def _fields_json(fields: dict[str, Any]) -> str:
-    """Fields for ``apply.lua``, encoded by :mod:`telephony.record`: strings and small ints
-    only, so nothing is reinterpreted by Lua's cjson (``[]`` as ``{}``, big numbers)."""
-    return json.dumps(record.encode(fields))
-
-
-def _create_json(create: dict[str, Any]) -> str:
-    """A new call's fields for ``apply.lua``; fields left ``None`` are not recorded."""
-    stored = {name: value for name, value in record.encode(create).items() if value is not None}
-    return json.dumps(stored)
-
-
 class CallStore:
     """Reads and commits calls; holds no call state in process memory."""
 
@@ -126,41 +114,47 @@ class CallStore:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self._apply = client.register_script(_SCRIPT)
+        keys = self.keys
+        self._script_keys = [keys.seq, keys.feed, keys.metrics, keys.calls, keys.open, keys.live]
 
     def apply(self, change: Change) -> Outcome:
         """Commit one change: one EVALSHA."""
-        return Outcome.parse(self._apply(args=self._args(change)))
+        return Outcome.parse(self._apply(keys=self._script_keys, args=[self._args(change)]))
 
     def apply_on(self, pipeline: Any, change: Change) -> None:
         """Queue the change on ``pipeline`` (a transaction with other writes); its reply is
         that pipeline's, to read with :meth:`Outcome.parse`."""
-        self._apply(args=self._args(change), client=pipeline)
+        self._apply(keys=self._script_keys, args=[self._args(change)], client=pipeline)
 
-    def _args(self, change: Change) -> list[Any]:
+    def _args(self, change: Change) -> str:
+        """``apply.lua``'s one argument: the change as named fields (documented there)."""
         plan = machine.plan(change.trigger)
-        create = change.create
         fields = change.fields
         if "queued" not in plan.moves.values():  # stale once the call is no longer queued
             fields = {**dict.fromkeys(record.WHILE_QUEUED), **fields}
-        return [
-            self.settings.key_prefix,
-            change.call_id,
-            change.session_id,
-            change.event,
-            change.event_id,
-            plan.moves_json,
-            change.at or now_iso(),
-            change.source,
-            json.dumps(change.data, separators=(",", ":")),
-            _fields_json(fields),
-            "" if create is None else _create_json(create),
-            change.mode,
-            self.settings.call_retention,
-            self.settings.feed_maxlen,
-            self.settings.dedupe_ttl,
-            defaults.PENDING_TTL,
-            int(time.time() * 1000),
-        ]
+        named: dict[str, Any] = {
+            "v": 1,
+            "prefix": self.settings.key_prefix,
+            "callId": change.call_id,
+            "sessionId": change.session_id,
+            "event": change.event,
+            "eventId": change.event_id,
+            "moves": plan.moves,
+            "at": change.at or now_iso(),
+            "source": change.source,
+            "data": json.dumps(change.data, separators=(",", ":")),
+            "fields": record.encode(fields),
+            "mode": change.mode,
+            "retention": self.settings.call_retention,
+            "feedMaxlen": self.settings.feed_maxlen,
+            "dedupeTtl": self.settings.dedupe_ttl,
+            "pendingTtl": defaults.PENDING_TTL,
+            "nowMs": int(time.time() * 1000),
+        }
+        if change.create is not None:  # fields left None are not recorded
+            stored = record.encode(change.create).items()
+            named["create"] = {name: value for name, value in stored if value is not None}
+        return json.dumps(named, separators=(",", ":"))
 
     def get(
         self, call_id: str, history: bool = True, internal: bool = False

@@ -167,7 +167,7 @@ def test_invalid_call_names_the_options_and_exits_2(
 def test_call_metadata_comes_back_exactly_as_given(
     env: dict[str, str], call_store: CallStore
 ) -> None:
-    for given, expected in (('"hello"', "hello"), ('"123"', "123"), ("[]", [])):
+    for given, expected in (('"hello"', "hello"), ('"123"', "123"), ("[]", []), ("null", None)):
         done = run(env, "call", "sales-1", "--phone", PHONE, "--metadata", given, "--json")
         assert done.returncode == 0, done.stderr
         shown = json.loads(done.stdout)

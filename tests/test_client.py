@@ -124,6 +124,14 @@ def test_invalid_dial_names_fields_as_passed_and_queues_nothing(
     assert client.list().calls == []
 
 
+def test_metadata_comes_back_exactly_as_given(client: TelephonyClient) -> None:
+    assert client.dial("r", phone_number=PHONE).metadata == {}
+    for given in (None, "hello", "123", [], 2**53):
+        call = client.dial("r", phone_number=PHONE, metadata=given)
+        assert client.get(call.id).metadata == call.metadata == given
+        assert type(client.get(call.id).metadata) is type(given)
+
+
 def test_invalid_room_is_named(client: TelephonyClient) -> None:
     with pytest.raises(ValidationError) as raised:
         client.dial("no spaces allowed", phone_number=PHONE)

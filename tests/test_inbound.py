@@ -68,6 +68,21 @@ def test_duplicate_is_applied_once(web: str, store: CallStore, sign_webhook: Any
     assert [h["event"] for h in call["history"]] == ["call.queued", "dialout.connected"]
 
 
+def test_every_webhook_id_is_recorded_once_known_call_or_not(
+    web: str, store: CallStore, sign_webhook: Any
+) -> None:
+    """An event for no known call (kept on the feed alone) and one for a session not yet
+    known (held), each delivered three times: recorded once, held once."""
+    orphan = envelope("dialout.warning", "evt-orphan", user_id="", session_id="")
+    unknown = envelope("dialout.connected", "evt-unknown", session_id="s-not-yet")
+    for body, first in ((orphan, "orphan"), (unknown, "held")):
+        statuses = [post(web, body, sign_webhook(body)).json()["status"] for _ in range(3)]
+        assert statuses == [first, "duplicate", "duplicate"]
+    feed = [e for e in store.feed(0, 500) if e["event"] == "dialout.warning"]
+    assert len(feed) == 1
+    assert store.redis.llen(store.keys.pending("s-not-yet")) == 1
+
+
 @pytest.mark.parametrize(
     "mutate",
     [

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from telephony import defaults
+from telephony import defaults, machine
 from telephony.config import Settings
 from telephony.inbound import Receiver, to_change
 from telephony.machine import RANK
@@ -150,13 +150,13 @@ def test_events_are_held_until_the_session_is_known(call_store: CallStore, dialo
         call.webhook("dialout.answered", "h-answered", matched=False),
         call.webhook("dialout.connected", "h-connected", matched=False),
         call.webhook("dialout.warning", "h-warning", matched=False),
-        call.webhook("dialout.answered", "h-answered", matched=False),  # a duplicate, held too
+        call.webhook("dialout.answered", "h-answered", matched=False),  # a duplicate
     ]
-    assert [o.status for o in apply_all(call_store, held)] == ["held"] * 4
+    assert [o.status for o in apply_all(call_store, held)] == ["held"] * 3 + ["duplicate"]
     assert call_store.state(call.call_id) == "dialing"
     assert call_store.feed(after=0, limit=500) == feed_before  # nothing recorded yet
     pending = call_store.keys.pending(call.session_id)
-    assert call_store.redis.llen(pending) == 4
+    assert call_store.redis.llen(pending) == 3  # the duplicate was not held twice
     assert call_store.redis.ttl(pending) == pytest.approx(defaults.PENDING_TTL, abs=5)
 
     accepted = call_store.apply(call.accept())
@@ -571,3 +571,27 @@ def test_any_delivery_order_ends_in_the_ordered_final_state(
         check()
     finally:
         listener.close()
+
+
+def test_a_held_event_of_the_earlier_positional_format_is_still_applied(
+    call_store: CallStore, dialout: Any
+) -> None:
+    """Events held before a deploy were stored as apply.lua's positional argument list; the
+    script that drains them after the deploy reads that form too."""
+    call = dialout()
+    apply_all(call_store, [call.queue(), call.dial()])
+    old = [call.call_id, call.session_id, "dialout.answered", "h-old",
+           machine.plan("answer").moves_json, "2026-12-07T10:00:00.000Z", "webhook",
+           '{"session_id":"s"}', '{"answeredAt":"2026-12-07T10:00:00.000Z"}', "", ""]  # fmt: skip
+    call_store.redis.rpush(call_store.keys.pending(call.session_id), json.dumps(old))
+    current = call.webhook("dialout.connected", "h-new", matched=False)
+    assert call_store.apply(current).status == "held"  # held in the named, versioned form
+    [stored] = call_store.redis.lrange(call_store.keys.pending(call.session_id), 1, 1)
+    assert json.loads(stored)["v"] == 1 and json.loads(stored)["event"] == "dialout.connected"
+
+    call_store.apply(call.accept())
+    record = call_store.get(call.call_id)
+    assert record is not None and record["state"] == "answered"
+    assert record["answeredAt"] == "2026-12-07T10:00:00.000Z"
+    assert history_ids(record) == ["h-old", "h-new"]
+    assert call_store.apply(call.webhook("dialout.answered", "h-old")).status == "duplicate"
