@@ -53,7 +53,7 @@ from telephony.store import CallStore, Change
 
 HERE = Path(__file__).resolve().parent
 PATH = "/webhooks/daily"
-TIMESTAMP = "1728023426"
+TIMESTAMP = str(int(time.time()))  # signed as Daily signs: the time it sends
 PREFIX = "bench"
 KEYS = Keys(PREFIX)
 #: One dial-out's webhooks once Daily accepted the start, in their usual order.

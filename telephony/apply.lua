@@ -163,9 +163,7 @@ apply = function(args)
     end
     redis.call('HSET', key, 'id', call_id, 'state', 'new', 'createdAt', at, 'updatedAt', at)
     redis.call('ZADD', CALLS, now_ms, call_id)
-    if args.create.kind ~= 'dialin' then
-      redis.call('ZADD', OPEN, now_ms, call_id)
-    end
+    redis.call('ZADD', OPEN, now_ms, call_id) -- dial-ins too: their ceiling is watched
   end
 
   local state, room, kind, known_session = unpack(

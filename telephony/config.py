@@ -121,6 +121,7 @@ class Settings:
     webhook_check_interval: float = defaults.WEBHOOK_CHECK_INTERVAL
     reconcile_after: float = defaults.RECONCILE_AFTER
     presence_lag: float = defaults.PRESENCE_LAG
+    dialin_max_duration: float = defaults.MAX_DURATION_MAX
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -170,4 +171,7 @@ class Settings:
                 env, "TELEPHONY_RECONCILE_AFTER", defaults.RECONCILE_AFTER, minimum=0.1
             ),
             presence_lag=_float(env, "TELEPHONY_PRESENCE_LAG", defaults.PRESENCE_LAG),
+            dialin_max_duration=_float(
+                env, "TELEPHONY_DIALIN_MAX_DURATION", defaults.MAX_DURATION_MAX, minimum=0.1
+            ),
         )

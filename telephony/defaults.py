@@ -93,6 +93,24 @@ MAX_DURATION_MAX = 86_400
 #: large ``sip_headers`` while refusing abuse before any HMAC work.
 WEBHOOK_MAX_BYTES = 64 * 1024
 
+#: Deepest nesting kept of an authentic webhook's payload, and the longest string: Daily's
+#: payloads are flat, short strings. Anything deeper is replaced by a marker string, longer
+#: strings are cut, invalid Unicode (a lone surrogate) is replaced by U+FFFD, and the event
+#: records what was done (``data.telephonySafeForm``): an authentic webhook is always stored
+#: and answered 200, and what is stored can always be read back (history, feed, pub/sub).
+#: Seconds a signed webhook may be old (by the timestamp Daily signs) and still move a call.
+#: Daily's exponential retries span about 15 minutes, so a genuine delivery is never much
+#: older; an hour leaves room for slow retries and clock skew, and stays well inside the
+#: de-duplication window (``TELEPHONY_DEDUPE_TTL``, which caps it), so a captured webhook
+#: replayed later is either recognised as a duplicate or too old: it cannot revive an ended
+#: session. An older (or a future, beyond ``WEBHOOK_CLOCK_SKEW``) one is answered 200 and
+#: recorded on the feed alone, as ignored (``data.telephonyStale``).
+WEBHOOK_MAX_AGE = 3600
+WEBHOOK_CLOCK_SKEW = 300
+
+WEBHOOK_MAX_DEPTH = 16
+WEBHOOK_MAX_STRING = 4096
+
 #: Largest body accepted on ``/v1``: ``metadata`` is free-form but not a file store.
 API_MAX_BYTES = 256 * 1024
 

@@ -7,12 +7,14 @@ matched), never refused: Daily circuit-breaks a webhook after three failed deliv
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from typing import Any
 
 import redis
 
-from telephony import signature
+from telephony import defaults, signature
 from telephony.config import Settings
 from telephony.spool import Spool, SpoolFull
 from telephony.store import CallStore, Change, Outcome, iso_time, now_iso
@@ -67,6 +69,8 @@ class Receiver:
     def __init__(self, store: CallStore, settings: Settings, spool: Spool | None = None) -> None:
         self.store = store
         self.spool = spool
+        #: Older signed webhooks are recorded but move nothing (``WEBHOOK_MAX_AGE``).
+        self.max_age = min(defaults.WEBHOOK_MAX_AGE, settings.dedupe_ttl)
         self.key: bytes | None = None
         if settings.webhook_secret:
             self.key = signature.decode_secret(settings.webhook_secret.reveal())
@@ -89,6 +93,9 @@ class Receiver:
         change = to_change(envelope)
         if change is None:
             return None
+        age = signature.age(timestamp, time.time())
+        if age is None or not -defaults.WEBHOOK_CLOCK_SKEW <= age <= self.max_age:
+            change = _stale(change, age)
         if self.spool is not None and self.spool.busy:
             return self._spool(envelope)  # behind the webhooks already waiting
         try:
@@ -112,6 +119,19 @@ class Receiver:
         return Outcome("spooled", "", "", "", 0)
 
 
+def _stale(change: Change, age: float | None) -> Change:
+    """A webhook signed too long ago (or in the future), as it is recorded: on the feed alone,
+    owned by no call and moving nothing (a replay cannot revive what ended); its id is still
+    remembered."""
+    data = change.data if isinstance(change.data, dict) else {}
+    stale = {"ageSec": None if age is None else round(age), "maxAgeSec": defaults.WEBHOOK_MAX_AGE}
+    data = {**data, "telephonyStale": stale}
+    return dataclasses.replace(
+        change, trigger="note", call_id="", session_id="", fields={}, create=None, mode="",
+        data=data,
+    )  # fmt: skip
+
+
 def is_test_request(envelope: dict[str, Any]) -> bool:
     """Whether a body is Daily's test request: a JSON object without an event ``type``.
 
@@ -126,7 +146,7 @@ def is_test_request(envelope: dict[str, Any]) -> bool:
 def _envelope(body: bytes) -> dict[str, Any] | str:
     """The body as a JSON object, or why it is not one (said only to a signed request)."""
     try:
-        envelope = json.loads(body)
+        envelope = _parse(body)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return "body is not valid JSON"
     if not isinstance(envelope, dict):
@@ -147,11 +167,18 @@ def _event_time(payload: dict[str, Any]) -> str:
 
 
 def to_change(envelope: dict[str, Any]) -> Change | None:
-    """The change an envelope asks for; ``None`` when it is Daily's test request."""
+    """The change an envelope asks for; ``None`` when it is Daily's test request.
+
+    The envelope is first put in its safe form (:func:`safe_form`): whatever an authentic
+    webhook holds, its event is stored, readable, and still moves its call.
+    """
+    envelope, changed = safe_form(envelope)
     kind = envelope.get("type")
     payload = envelope.get("payload")
     if not isinstance(kind, str) or not isinstance(payload, dict):
         return None
+    if changed:
+        payload = {**payload, SAFE_FORM: changed}
     session_id = _text(payload.get("session_id"))
     common: dict[str, Any] = {
         "event": kind,
@@ -193,3 +220,88 @@ def to_change(envelope: dict[str, Any]) -> Change | None:
         return Change(trigger="transfer", fields=fields, **common)
     # Unknown type: recorded on its call when it names one, else kept on the feed alone.
     return Change(trigger="note", call_id=_text(payload.get("user_id")), **common)
+
+
+# --- What an authentic webhook may hold, made safe to store ------------------------------------
+
+#: The key of ``data`` that says what was made safe, by path (``payload.error_msg: ...``).
+SAFE_FORM = "telephonySafeForm"
+
+
+def _parse(body: bytes) -> Any:
+    """The body's JSON; nesting too deep for the parser is cut first (:func:`_clip_depth`)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        return json.loads(_clip_depth(body.decode(), defaults.WEBHOOK_MAX_DEPTH + 1))
+
+
+def _clip_depth(text: str, limit: int) -> str:
+    """JSON ``text`` with every array or object nested deeper than ``limit`` replaced by the
+    string ``"..."``: one pass, no recursion, so no depth can break it."""
+    out: list[str] = []
+    depth = skip = 0  # skip: depth inside a container being dropped (0: keeping)
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if skip or depth > limit:
+                if not skip:
+                    out.append('"..."')
+                skip += 1
+                continue
+        elif char in "]}":
+            depth -= 1
+            if skip:
+                skip -= 1
+                continue
+        if not skip:
+            out.append(char)
+    return "".join(out)
+
+
+def safe_form(value: Any) -> tuple[Any, dict[str, str]]:
+    """``value`` as it can be stored and read back exactly, and what was changed, by path."""
+    changed: dict[str, str] = {}
+    return _safe(value, "", 0, changed), changed
+
+
+def _safe(value: Any, path: str, depth: int, changed: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        text = value
+        if not _is_unicode(text):
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            changed[path] = "invalid Unicode replaced by U+FFFD"
+        if len(text) > defaults.WEBHOOK_MAX_STRING:
+            text = text[: defaults.WEBHOOK_MAX_STRING] + "..."
+            changed[path] = f"cut to {defaults.WEBHOOK_MAX_STRING} characters"
+        return text
+    if not isinstance(value, dict | list):
+        return value
+    if depth >= defaults.WEBHOOK_MAX_DEPTH:
+        changed[path] = f"nested deeper than {defaults.WEBHOOK_MAX_DEPTH} levels: dropped"
+        return "..."
+    if isinstance(value, list):
+        return [_safe(item, f"{path}[{i}]", depth + 1, changed) for i, item in enumerate(value)]
+    safe: dict[str, Any] = {}
+    for key, item in value.items():
+        name = _safe(key, f"{path}.<key>", depth, changed)
+        safe[name] = _safe(item, f"{path}.{name}" if path else name, depth + 1, changed)
+    return safe
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

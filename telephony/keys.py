@@ -6,7 +6,7 @@ key                                    type        holds
 ``{p}:call:{id}``                      hash        the call (state, room, sessionId, ...)
 ``{p}:history:{id}``                   list        JSON history entries, oldest first
 ``{p}:calls``                          zset        call ids by creation time (ms): listings
-``{p}:open``                           zset        dial-outs not yet final, by creation (ms)
+``{p}:open``                           zset        calls not yet final, by creation (ms)
 ``{p}:periodic``                       string      the pool that runs the periodic work (TTL)
 ``{p}:webhook``                        hash        our Daily webhook (uuid, url) and its last check
 ``{p}:absent``                         hash        answered call id → when presence first lacked it
@@ -48,7 +48,7 @@ class Keys:
 
     @property
     def open(self) -> str:
-        """Dial-outs not yet final: what the sweep looks after."""
+        """Calls (dial-outs and dial-ins) not yet final: what the sweep looks after."""
         return f"{self.prefix}:open"
 
     @property

@@ -30,10 +30,18 @@ def sign(key: bytes, timestamp: str, body: bytes) -> str:
 def verify(key: bytes, timestamp: str | None, signature: str | None, body: bytes) -> bool:
     """Whether ``signature`` is Daily's for this body; constant time on the comparison.
 
-    The timestamp is not checked for freshness: Daily documents no tolerance and retries a
-    delivery for up to 15 minutes; replays are harmless anyway (events are de-duplicated).
+    Freshness is :func:`age`'s matter: a stale authentic webhook is still answered 200 (and
+    recorded, moving nothing), never refused as a forgery.
     """
     if not timestamp or not signature:
         return False
     expected = sign(key, timestamp, body)
     return hmac.compare_digest(expected.encode(), signature.strip().encode())
+
+
+def age(timestamp: str | None, now: float) -> float | None:
+    """Seconds since the signed ``timestamp`` (negative: in the future); None if unreadable."""
+    try:
+        return now - float(timestamp)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None

@@ -132,8 +132,9 @@ def web(app: Any) -> Iterator[str]:
 
 
 def _signed_headers(
-    body: bytes, secret: str = WEBHOOK_SECRET, timestamp: str = "1728023426"
+    body: bytes, secret: str = WEBHOOK_SECRET, timestamp: str | None = None
 ) -> dict[str, str]:
+    timestamp = timestamp or str(int(time.time()))  # Daily signs the time it sends
     key = base64.b64decode(secret)
     digest = hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).digest()
     return {

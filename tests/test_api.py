@@ -17,6 +17,7 @@ import requests
 from conftest import API_TOKEN, DialOut
 from hypothesis import strategies as st
 from rq import Queue
+from support.hostile import HOSTILE, HOSTILE_TEXT
 
 from telephony.calls import DTMF_JOB, START_JOB, STOP_JOB, TRANSFER_JOB
 from telephony.config import Secret, Settings
@@ -534,22 +535,6 @@ def test_one_unreadable_record_never_breaks_a_listing_or_the_feed(
 
 # --- hostile input through the production server ------------------------------------------------
 
-FRAGMENTS = ["\ud800", "\udfff", "\r\n", "\x00", "%0d%0a", "%00", "\u202e", "\u200f",
-             "' OR 1=1 --", "../../", "<script>", "\\", '"', "é", "😀", "a" * 3000, "sip:",
-             "+1555", "X-a=b&", "{}", "null"]  # fmt: skip
-HOSTILE_TEXT = st.lists(st.sampled_from(FRAGMENTS), max_size=4).map("".join)
-HOSTILE = st.deferred(
-    lambda: (
-        st.none()
-        | st.booleans()
-        | st.integers(-(2**80), 2**80)
-        | st.sampled_from([2**53, 2**53 + 1, -(2**53) - 1, 1.0, 1e308, -0.0])
-        | HOSTILE_TEXT
-        | st.integers(1, 60).map(lambda depth: json.loads("[" * depth + "]" * depth))
-        | st.lists(HOSTILE, max_size=3)
-        | st.dictionaries(HOSTILE_TEXT, HOSTILE, max_size=3)
-    )
-)
 CALL_FIELDS = ["room", "phoneNumber", "sipUri", "displayName", "userId", "callerId", "extension",
                "waitBeforeExtensionDialSec", "video", "videoSettings", "codecs", "permissions",
                "ringTimeoutSec", "maxDurationSec", "metadata"]  # fmt: skip

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 import requests
+from conftest import API_TOKEN
 
+from telephony import defaults
 from telephony.store import CallStore, Change
 
 
@@ -193,3 +196,133 @@ def test_wrong_method_is_json_405(web: str) -> None:
     response = requests.get(f"{web}/webhooks/daily", timeout=5)
     assert response.status_code == 405
     assert response.json()["error"] == "method-not-allowed-error"
+
+
+# --- authentic but hostile payloads ---------------------------------------------------------------
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def signed_raw(web: str, sign_webhook: Any, text: str) -> requests.Response:
+    body = text.encode()
+    return post(web, body, sign_webhook(body))
+
+
+def readable(web: str, store: CallStore, call_id: str) -> dict[str, Any]:
+    """The call as the API shows it; the API and every feed page answer 200."""
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    one = requests.get(f"{web}/v1/calls/{call_id}", headers=headers, timeout=5)
+    assert one.status_code == 200, one.text
+    after = 0
+    while True:
+        page = requests.get(f"{web}/v1/events", params={"after": after}, headers=headers,
+                            timeout=5)  # fmt: skip
+        assert page.status_code == 200, page.text
+        if not page.json()["events"]:
+            break
+        after = page.json()["next"]
+    found: dict[str, Any] = one.json()
+    return found
+
+
+@pytest.mark.parametrize("field", ["error_msg", "sip_from"])
+def test_a_lone_surrogate_is_recorded_in_a_safe_form_and_the_call_moves(
+    web: str, store: CallStore, sign_webhook: Any, field: str
+) -> None:
+    queue_call(store, "call-s")
+    text = ('{"version": "1.0.0", "type": "dialout.error", "id": "evt-s", "payload": {'
+            f'"user_id": "call-s", "session_id": "s-s", "{field}": "busy \\ud800"}}}}')  # fmt: skip
+    response = signed_raw(web, sign_webhook, text)
+    assert response.status_code == 200 and response.json()["status"] == "applied"
+    call = readable(web, store, "call-s")
+    assert call["state"] == "error"
+    last = call["history"][-1]
+    assert last["data"][field] == "busy \ufffd"
+    assert last["data"]["telephonySafeForm"] == {f"payload.{field}": "invalid Unicode replaced "
+                                                 "by U+FFFD"}  # fmt: skip
+    if field == "error_msg":
+        assert call["error"] == "busy \ufffd"
+
+
+@pytest.mark.parametrize("levels", [985, 990, 5000])
+def test_deep_nesting_is_cut_and_the_call_still_moves(
+    web: str, store: CallStore, sign_webhook: Any, levels: int
+) -> None:
+    queue_call(store, "call-d")
+    text = ('{"version": "1.0.0", "type": "dialout.error", "id": "evt-d", "payload": '
+            f'{{"user_id": "call-d", "session_id": "s-d", "extra": {deep(levels)}}}}}')  # fmt: skip
+    response = signed_raw(web, sign_webhook, text)
+    assert response.status_code == 200, response.text
+    call = readable(web, store, "call-d")
+    assert call["state"] == "error"
+    marks = call["history"][-1]["data"]["telephonySafeForm"]
+    assert list(marks.values()) == ["nested deeper than 16 levels: dropped"]
+
+
+def test_hostile_signed_webhooks_are_always_answered_and_never_break_a_reader(
+    web: str, store: CallStore, sign_webhook: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as examples
+    from hypothesis import strategies as st
+    from support.hostile import HOSTILE, HOSTILE_TEXT
+
+    queue_call(store, "call-h")
+    known = ["dialout.connected", "dialout.answered", "dialout.error", "dialout.stopped",
+             "dialin.connected", "dialin.stopped", "calltransfer.completed",
+             "dialout.warning"]  # fmt: skip
+    kinds = st.sampled_from(known) | HOSTILE_TEXT
+    keys = st.sampled_from(["user_id", "session_id", "error_msg", "sip_from", "room",
+                            "timestamp", "to_endpoint", "extra"])  # fmt: skip
+    statuses: list[int] = []
+
+    @examples(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(kind=kinds, event_id=HOSTILE_TEXT | HOSTILE, payload=st.dictionaries(keys, HOSTILE),
+           mine=st.booleans())  # fmt: skip
+    def deliver(kind: Any, event_id: Any, payload: dict[str, Any], mine: bool) -> None:
+        if mine:
+            payload = {**payload, "user_id": "call-h"}
+        body = json.dumps({"version": "1.0.0", "type": kind, "id": event_id, "payload": payload})
+        response = post(web, body.encode(), sign_webhook(body.encode()))
+        statuses.append(response.status_code)
+        assert 200 <= response.status_code < 300, (body[:300], response.text)
+
+    deliver()
+    assert set(statuses) == {200}
+    readable(web, store, "call-h")  # the call's GET and every feed page still answer 200
+    listing = requests.get(f"{web}/v1/calls", headers={"Authorization": f"Bearer {API_TOKEN}"},
+                           timeout=5)  # fmt: skip
+    assert listing.status_code == 200
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert tracebacks == []
+
+
+# --- replays cannot revive the past ---------------------------------------------------------------
+
+
+def test_a_webhook_signed_long_ago_is_recorded_but_moves_nothing(
+    web: str, store: CallStore, sign_webhook: Any
+) -> None:
+    """A captured dial-in webhook replayed after its session ended and was forgotten (its record
+    expired, its id no longer remembered): answered 200, kept on the feed, nothing revived."""
+    body = envelope(
+        "dialin.connected", "evt-old", session_id="in-old", room="r", sip_from="sip:a@b"
+    )
+    signed = sign_webhook(body, timestamp=str(int(time.time()) - defaults.WEBHOOK_MAX_AGE - 60))
+    response = post(web, body, signed)
+    assert response.status_code == 200 and response.json()["status"] == "orphan"
+    assert store.get("dialin-in-old") is None
+    [kept] = [e for e in store.feed(0, 500) if e["event"] == "dialin.connected"]
+    assert kept["ignored"] is True and kept["callId"] is None
+    assert kept["data"]["telephonyStale"]["ageSec"] >= defaults.WEBHOOK_MAX_AGE
+    assert post(web, body, signed).json()["status"] == "duplicate"
+
+    queue_call(store, "call-f")  # and one signed in the future, beyond the clock skew
+    later = envelope("dialout.answered", "evt-future", user_id="call-f", session_id="s-f")
+    ahead = str(int(time.time()) + defaults.WEBHOOK_CLOCK_SKEW + 60)
+    assert post(web, later, sign_webhook(later, timestamp=ahead)).json()["status"] == "orphan"
+    assert store.state("call-f") == "queued"
+    fresh = envelope("dialout.answered", "evt-fresh", user_id="call-f", session_id="s-f")
+    assert post(web, fresh, sign_webhook(fresh)).json()["status"] == "applied"

@@ -93,6 +93,8 @@ def watchdog(call_id: str, due_ms: int) -> str:
         return "done"  # finished (or a record that never became a call)
     if str(call.get("watchDue")) != str(due_ms):
         return "superseded"
+    if call.get("kind") == "dialin":
+        return _watch_dialin(ctx, call)
     now = time.time()
     state, session = call["state"], call.get("sessionId")
     since = _parse_time(call.get("dialingSince")) or now
@@ -136,6 +138,24 @@ def watchdog(call_id: str, due_ms: int) -> str:
     return "watching"
 
 
+def _watch_dialin(ctx: Context, call: dict[str, Any]) -> str:
+    """A dial-in session's ceiling (``TELEPHONY_DIALIN_MAX_DURATION`` after it began): Daily
+    may drop the webhook that ends it, and a session must not stay live in the books forever.
+    There is no dial-out hang-up for it: it is ended in the books, with reason max-duration."""
+    call_id = call["id"]
+    since = _parse_time(call.get("createdAt"))
+    if since is None:
+        return "done"
+    deadline = since + ctx.settings.dialin_max_duration
+    if time.time() < deadline:
+        schedule_watchdog(ctx, call_id, 0.0, at=deadline)
+        return "watching"
+    note(ctx, call_id, "call.max_duration", {"deadline": deadline})
+    fields = {"reason": "max-duration", "endedAt": time.time()}
+    record(ctx, "stop", "call.stopped", call_id, fields=fields)
+    return "stopped"
+
+
 def _start_pending(ctx: Context, call: dict[str, Any]) -> bool:
     """Whether the call's latest start job is queued, scheduled or (recently) running."""
     name = call.get("startJob")
@@ -164,29 +184,35 @@ def _alive(ctx: Context, job: Job | None) -> bool:
 
 
 def sweep(ctx: Context) -> dict[str, int]:
-    """Take up every open dial-out that nothing is looking after; counts of what was found.
+    """Take up every open call that nothing is looking after; counts of what was found.
 
-    A live call whose watchdog job is gone, or a queued call with no start job, gets its
-    watchdog re-armed now: the watchdog then acts by its own rules (a lost start is queued
+    A dial-in session (created by its webhook) gets its first watchdog (its ceiling). A live
+    call whose watchdog job is gone, or a queued call with no start job, gets its watchdog
+    re-armed now: the watchdog then acts by its own rules (a lost start is queued
     again, an unsure start is redialled only after its grace, deadlines are enforced), so the
     sweep itself never dials. Run by the periodic work (:mod:`workers.periodic`), once across
     every pool, in batches of two round trips; calls that ended or expired leave the index.
     """
-    keys, found = ctx.store.keys, {"open": 0, "rearmed": 0, "forgotten": 0}
+    keys, found = ctx.store.keys, {"open": 0, "rearmed": 0, "armed": 0, "forgotten": 0}
     cursor = 0
     while True:
         cursor, rows = ctx.redis.zscan(keys.open, cursor, count=defaults.SWEEP_BATCH)
         ids = [member.decode() for member, _ in rows]
         pipe = ctx.redis.pipeline(transaction=False)
-        wanted = ("state", "watchDue", "startJob")
+        wanted = ("state", "watchDue", "startJob", "kind")
         for call_id in ids:
             ctx.store.fields_on(pipe, call_id, *wanted)
         checks: list[tuple[str, str, str | None]] = []  # call, watchdog job, start job
         gone = []
         for call_id, raw in zip(ids, pipe.execute(), strict=True):
-            state, due, start = decode_fields(wanted, raw).values()
+            state, due, start, kind = decode_fields(wanted, raw).values()
             if state not in _WATCHED:
                 gone.append(call_id)
+                continue
+            if kind == "dialin" and not due:  # created by a webhook: first watched here
+                schedule_watchdog(ctx, call_id, 0.0)
+                found["open"] += 1
+                found["armed"] += 1
                 continue
             watch = ctx.calls.watchdog_id(call_id, due) if due else ""
             # Only a queued call needs a start job: later states have had theirs.
