@@ -556,7 +556,7 @@ def test_hostile_calls_never_get_a_5xx_and_a_4xx_changes_nothing(
     with granian(settings) as base:
         api = Api(base)
 
-        @examples(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+        @examples(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
         @given(
             fields=st.dictionaries(st.sampled_from(CALL_FIELDS), HOSTILE, max_size=2),
             metadata=st.none()
