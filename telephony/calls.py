@@ -21,7 +21,7 @@ from rq import Queue, Retry
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from telephony import defaults, machine
+from telephony import defaults, machine, record
 from telephony.config import Settings
 from telephony.store import CallStore, Change, Outcome
 from telephony.validation import CallRequest
@@ -121,9 +121,10 @@ class Calls:
 
     def _stranded(self, call: dict[str, Any]) -> bool:
         """A call whose first request died between creating it and queueing its start."""
-        if call["state"] != "queued" or self.store.fields(call["id"], "startJob")["startJob"]:
+        found = self.store.fields(call["id"], "state", "start_job", "created_at")
+        if found["state"] != "queued" or found["start_job"] or not found["created_at"]:
             return False
-        created = datetime.fromisoformat(call["createdAt"])
+        created = datetime.fromisoformat(found["created_at"])
         age = (datetime.now(UTC) - created).total_seconds()
         return age > defaults.STRANDED_AFTER  # younger: its first request is still at work
 
@@ -137,16 +138,16 @@ class Calls:
             event="call.queued",
             source="api",
             call_id=call_id,
-            create={
-                "kind": "dialout",
-                "room": request.room,
-                "destination": request.destination,
-                "options": request.dialout,
-                "metadata": request.metadata,
-                "ringTimeoutSec": request.ring_timeout,
-                "maxDurationSec": request.max_duration,
-                "attempts": 0,
-            },
+            create=record.values(
+                kind="dialout",
+                room=request.room,
+                destination=request.destination,
+                options=request.dialout,
+                metadata=request.metadata,
+                ring_timeout_sec=request.ring_timeout,
+                max_duration_sec=request.max_duration,
+                attempts=0,
+            ),
             mode="new",
         )
         taken = bool(self.redis.exists(self.store.keys.call(call_id)))
@@ -231,7 +232,7 @@ class Calls:
         parts: tuple[object, ...] = (attempt, f"w{uuid.uuid4().hex[:8]}") if waiting else (attempt,)
         start_id = job_id(self.settings, "start", call_id, *parts)
         pipe = pipeline if pipeline is not None else self.transaction()
-        self.store.mark(call_id, pipe, startJob=start_id)
+        self.store.mark(call_id, pipe, start_job=start_id)
         options: dict[str, Any] = {"job_id": start_id, "result_ttl": 600, "pipeline": pipe}
         if delay > 0:
             self.queue.enqueue_in(timedelta(seconds=delay), START_JOB, call_id, attempt, **options)
@@ -261,7 +262,7 @@ class Calls:
             result_ttl=600,
             pipeline=pipe,
         )
-        self.store.mark(call_id, pipe, watchDue=due_ms)
+        self.store.mark(call_id, pipe, watch_due=due_ms)
         if pipeline is None:
             pipe.execute()
 
@@ -299,23 +300,23 @@ class Calls:
                     event="call.cancelled",
                     source="api",
                     call_id=call_id,
-                    fields={"reason": "cancelled", "stopRequested": 1},
+                    fields=record.values(reason="cancelled", stop_requested=1),
                 )
             )
             if outcome.status == "applied":
                 return self._require(call_id)
-        self.store.mark_default(call_id, "stopReason", "stopped")
+        self.store.mark_default(call_id, "stop_reason", "stopped")
         self.store.apply(
             Change(
                 trigger="note",
                 event="call.stop_requested",
                 source="api",
                 call_id=call_id,
-                fields={"stopRequested": 1},
+                fields=record.values(stop_requested=1),
             )
         )
         self.enqueue_stop(call_id)
-        return {**call, "stopRequested": 1}  # as it was when the stop was queued
+        return {**call, **record.values(stop_requested=1)}  # as when the stop was queued
 
     def enqueue_stop(self, call_id: str) -> None:
         """Queue the hang-up of a call whose stop is already recorded (at most one queued)."""
@@ -347,7 +348,7 @@ class Calls:
         self._dialout_only(call, what)
         if not machine.plan(trigger).allows(call["state"]):
             raise CallConflict(f"cannot {what} a call that is {call['state']}")
-        if not call.get("sessionId"):
+        if not self.store.fields(call_id, "session_id")["session_id"]:
             raise CallConflict(f"cannot {what} before Daily has given the call a session")
         return call
 

@@ -16,6 +16,7 @@ import redis
 
 from telephony import defaults, signature
 from telephony.config import Settings
+from telephony.record import values
 from telephony.spool import Spool, SpoolFull
 from telephony.store import CallStore, Change, Outcome, iso_time, now_iso
 
@@ -43,16 +44,16 @@ class Unavailable(WebhookRejected):
 
 
 #: Daily event type → (trigger, call kind, fields set when the move applies).
-_TYPES: dict[str, tuple[str, str, dict[str, str]]] = {
+_TYPES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "dialout.connected": ("connect", "dialout", {}),
     "dialout.answered": ("answer", "dialout", {}),
-    "dialout.stopped": ("stop", "dialout", {"reason": "hangup"}),
+    "dialout.stopped": ("stop", "dialout", values(reason="hangup")),
     "dialout.warning": ("warn", "dialout", {}),
-    "dialout.error": ("fail", "dialout", {"reason": "error"}),
+    "dialout.error": ("fail", "dialout", values(reason="error")),
     "dialin.connected": ("connect", "dialin", {}),
-    "dialin.stopped": ("stop", "dialin", {"reason": "hangup"}),
+    "dialin.stopped": ("stop", "dialin", values(reason="hangup")),
     "dialin.warning": ("warn", "dialin", {}),
-    "dialin.error": ("fail", "dialin", {"reason": "error"}),
+    "dialin.error": ("fail", "dialin", values(reason="error")),
     "dialin.ready": ("note", "dialin", {}),
 }
 _TRANSFER_PREFIX = "calltransfer."
@@ -192,11 +193,11 @@ def to_change(envelope: dict[str, Any]) -> Change | None:
         trigger, call_kind, fields = _TYPES[kind]
         fields = dict(fields)
         if trigger == "fail":
-            fields["error"] = _text(payload.get("error_msg")) or kind
+            fields.update(values(error=_text(payload.get("error_msg")) or kind))
         if trigger in ("stop", "fail"):
-            fields["endedAt"] = common["at"]
+            fields.update(values(ended_at=common["at"]))
         elif trigger == "answer":
-            fields["answeredAt"] = common["at"]
+            fields.update(values(answered_at=common["at"]))
         if call_kind == "dialin":
             if not session_id:  # dialin.ready: about a room, not a session
                 return Change(trigger="note", **common)
@@ -204,11 +205,11 @@ def to_change(envelope: dict[str, Any]) -> Change | None:
                 trigger=trigger,
                 call_id=f"dialin-{session_id}",
                 fields=fields,
-                create={
-                    "kind": "dialin",
-                    "room": _text(payload.get("room")),
-                    "destination": _text(payload.get("sip_from")),
-                },
+                create=values(
+                    kind="dialin",
+                    room=_text(payload.get("room")),
+                    destination=_text(payload.get("sip_from")),
+                ),
                 mode="upsert",
                 **common,
             )
@@ -216,7 +217,7 @@ def to_change(envelope: dict[str, Any]) -> Change | None:
             trigger=trigger, call_id=_text(payload.get("user_id")), fields=fields, **common
         )
     if kind.startswith(_TRANSFER_PREFIX):
-        fields = {"transferredTo": _text(payload.get("to_endpoint"))}
+        fields = values(transferred_to=_text(payload.get("to_endpoint")))
         return Change(trigger="transfer", fields=fields, **common)
     # Unknown type: recorded on its call when it names one, else kept on the feed alone.
     return Change(trigger="note", call_id=_text(payload.get("user_id")), **common)

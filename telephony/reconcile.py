@@ -23,7 +23,7 @@ from telephony import defaults
 from telephony.daily import DailyClient
 from telephony.errors import DailyError
 from telephony.inbound import to_change
-from telephony.record import decode_fields
+from telephony.record import decode_fields, values
 from telephony.store import CallStore, Change, unix_time
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def presence(store: CallStore, daily: DailyClient) -> dict[str, int]:
 def _open_calls(store: CallStore) -> Iterator[tuple[str, list[Any]]]:
     """Every open dial-out's id with its state, room, updatedAt and answeredAt, read in
     pipelined batches."""
-    wanted = ("state", "room", "updatedAt", "answeredAt")
+    wanted = ("state", "room", "updated_at", "answered_at")
     cursor = 0
     while True:
         cursor, rows = store.redis.zscan(store.keys.open, cursor, count=defaults.SWEEP_BATCH)
@@ -147,5 +147,5 @@ def _open_calls(store: CallStore) -> Iterator[tuple[str, list[Any]]]:
 def _end(store: CallStore, call_id: str, room: str, absent_for: float) -> None:
     data = {"learnedFrom": "presence", "room": room, "absentSec": round(absent_for, 1)}
     change = Change(trigger="stop", event="call.stopped", source="presence", call_id=call_id,
-                    fields={"reason": "reconciled"}, data=data)  # fmt: skip
+                    fields=values(reason="reconciled"), data=data)  # fmt: skip
     store.apply(change)

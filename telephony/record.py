@@ -25,8 +25,10 @@ contract's fields are ``always`` present, ``null`` when unknown.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -85,6 +87,76 @@ WHILE_QUEUED = ("waitingFor", "nextAttemptAt")
 ALWAYS = tuple(name for name, f in FIELDS.items() if f.always)
 
 
+def attribute(name: str) -> str:
+    """A field's name in Python (:class:`CallRecord`, :func:`values`): ``watchDue`` →
+    ``watch_due``."""
+    return re.sub(r"[A-Z]", lambda m: "_" + m[0].lower(), name)
+
+
+#: Fields by their Python name.
+BY_ATTRIBUTE: dict[str, Field] = {attribute(name): f for name, f in FIELDS.items()}
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """A stored call as the workers and the domain read it: every field typed, by its Python
+    name (times as stored: ISO text, ``watch_due`` in ms). The API's object is :func:`decode`."""
+
+    id: str
+    state: str
+    kind: str | None = None
+    room: str | None = None
+    destination: str | None = None
+    session_id: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    reason: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    metadata: Any = None
+    options: Any = None
+    ring_timeout_sec: int | None = None
+    max_duration_sec: int | None = None
+    next_attempt_at: str | None = None
+    waiting_for: str | None = None
+    answered_at: str | None = None
+    ended_at: str | None = None
+    stop_requested: int | None = None
+    stop_reason: str | None = None
+    transfer_requested: str | None = None
+    transferred_to: str | None = None
+    watch_due: int | None = None
+    dialing_since: str | None = None
+    start_job: str | None = None
+
+    @classmethod
+    def restore(cls, raw: Mapping[bytes, bytes]) -> CallRecord:
+        """The record from its hash (``HGETALL``); fields of a newer version are left out."""
+        known = {f.name for f in dataclass_fields(cls)}
+        found = {attribute(name): value for name, value in decode(raw, internal=True).items()}
+        return cls(**{name: value for name, value in found.items() if name in known})
+
+
+@dataclass(frozen=True)
+class Add:
+    """An increment of an ``int`` field, for :func:`values`: ``values(attempts=Add(1))``."""
+
+    by: int
+
+
+def values(**given: Any) -> dict[str, Any]:
+    """Fields to write, by Python name (``stop_requested=1``), under their stored names, for
+    a :class:`~telephony.store.Change` or ``CallStore.mark``; :class:`Add` increments."""
+    named: dict[str, Any] = {}
+    for attr, value in given.items():
+        name = BY_ATTRIBUTE[attr].name
+        if isinstance(value, Add):
+            named["+" + name] = value.by
+        else:
+            named[name] = value
+    return named
+
+
 class RecordError(ValueError):
     """A stored call that cannot be decoded (written by another version, or by hand)."""
 
@@ -141,11 +213,17 @@ def decode_value(name: str, raw: bytes | str) -> Any:
     return text
 
 
-def decode_fields(names: Sequence[str], raw: Sequence[bytes | None]) -> dict[str, Any]:
-    """``HMGET``'s reply for ``names``, decoded; ``None`` where a field is not recorded."""
+def stored_names(attributes: Sequence[str]) -> list[str]:
+    """The stored names of fields given by their Python names (for ``HMGET``)."""
+    return [BY_ATTRIBUTE[attr].name for attr in attributes]
+
+
+def decode_fields(attributes: Sequence[str], raw: Sequence[bytes | None]) -> dict[str, Any]:
+    """``HMGET``'s reply for the fields ``attributes`` (Python names), decoded, by Python
+    name; ``None`` where a field is not recorded."""
     return {
-        name: None if value is None else decode_value(name, value)
-        for name, value in zip(names, raw, strict=True)
+        attr: None if value is None else decode_value(BY_ATTRIBUTE[attr].name, value)
+        for attr, value in zip(attributes, raw, strict=True)
     }
 
 

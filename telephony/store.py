@@ -176,24 +176,30 @@ class CallStore:
             call["history"] = [_history_entry(entry) for entry in results[1]]
         return call
 
+    def load(self, call_id: str) -> record.CallRecord | None:
+        """The call as the workers read it, bookkeeping included; one round trip."""
+        raw = self.redis.hgetall(self.keys.call(call_id))
+        return record.CallRecord.restore(raw) if raw else None
+
     def state(self, call_id: str) -> str | None:
         return self.fields(call_id, "state")["state"]  # type: ignore[no-any-return]
 
-    def fields(self, call_id: str, *names: str) -> dict[str, Any]:
-        """Some fields of the call, decoded (``None`` where not recorded); one round trip."""
-        return record.decode_fields(names, self.redis.hmget(self.keys.call(call_id), names))
+    def fields(self, call_id: str, *attributes: str) -> dict[str, Any]:
+        """Some fields of the call by Python name, decoded (``None`` where not recorded)."""
+        raw = self.redis.hmget(self.keys.call(call_id), record.stored_names(attributes))
+        return record.decode_fields(attributes, raw)
 
-    def fields_on(self, pipeline: Any, call_id: str, *names: str) -> None:
+    def fields_on(self, pipeline: Any, call_id: str, *attributes: str) -> None:
         """Queue :meth:`fields` on ``pipeline``; decode its reply with
-        :func:`telephony.record.decode_fields` and the same ``names``."""
-        pipeline.hmget(self.keys.call(call_id), names)
+        :func:`telephony.record.decode_fields` and the same ``attributes``."""
+        pipeline.hmget(self.keys.call(call_id), record.stored_names(attributes))
 
-    def mark(self, call_id: str, pipeline: Any = None, **fields: Any) -> None:
+    def mark(self, call_id: str, pipeline: Any = None, **values: Any) -> None:
         """Record bookkeeping that moves no state (the latest start job, the watchdog's due
-        time, why a queued call waits, a requested stop's reason), on ``pipeline`` if given:
-        written with the transaction that makes it true."""
+        time, why a queued call waits, a requested stop's reason), by Python name, on
+        ``pipeline`` if given: written with the transaction that makes it true."""
         client = pipeline if pipeline is not None else self.redis
-        stored = record.encode(fields)
+        stored = record.encode(record.values(**values))
         gone = [name for name, value in stored.items() if value is None]
         if gone:
             client.hdel(self.keys.call(call_id), *gone)
@@ -201,11 +207,11 @@ class CallStore:
             kept = {name: value for name, value in stored.items() if value is not None}
             client.hset(self.keys.call(call_id), mapping=kept)
 
-    def mark_default(self, call_id: str, name: str, value: Any) -> bool:
-        """Record ``name`` unless it already is (the first reason asked for wins)."""
-        return bool(
-            self.redis.hsetnx(self.keys.call(call_id), name, record.encode_value(name, value))
-        )
+    def mark_default(self, call_id: str, attribute: str, value: Any) -> bool:
+        """Record a field unless it already is (the first reason asked for wins)."""
+        name = record.BY_ATTRIBUTE[attribute].name
+        stored = record.encode_value(name, value)
+        return bool(self.redis.hsetnx(self.keys.call(call_id), name, stored))
 
     def page(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -59,3 +60,18 @@ def test_undefined_fields_and_wrong_types_are_refused_on_write() -> None:
 def test_a_value_that_cannot_be_read_says_which_field() -> None:
     with pytest.raises(record.RecordError, match="metadata"):
         record.decode({b"metadata": b"hello"})
+
+
+def test_the_workers_read_every_field_by_its_python_name() -> None:
+    assert {f.name for f in dataclasses.fields(record.CallRecord)} == set(record.BY_ATTRIBUTE)
+    stored = record.encode(record.values(
+        id="c-1", state="ringing", attempts=2, watch_due=1733582400123, dialing_since=1.5,
+        stop_requested=1, metadata=None, options={"codecs": []}))  # fmt: skip
+    raw = {name.encode(): str(value).encode() for name, value in stored.items()}
+    call = record.CallRecord.restore({**raw, b"fieldOfANewerVersion": b"x"})
+    assert (call.id, call.state, call.attempts, call.watch_due) == ("c-1", "ringing", 2,
+                                                                   1733582400123)  # fmt: skip
+    assert call.dialing_since == "1970-01-01T00:00:01.500Z" and call.stop_requested == 1
+    assert call.metadata is None and call.options == {"codecs": []} and call.session_id is None
+    assert record.values(attempts=record.Add(1), stop_reason="x") == {
+        "+attempts": 1, "stopReason": "x"}  # fmt: skip

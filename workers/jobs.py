@@ -17,6 +17,7 @@ and counts against the same attempt budget.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from typing import Any
 from telephony import defaults, machine
 from telephony.daily import DailyClient
 from telephony.errors import DailyAmbiguousError, DailyError, NotFoundError
+from telephony.record import Add, values
 from telephony.store import iso_time
 from workers.context import Context, context
 from workers.record import error_data, note, record
@@ -40,10 +42,10 @@ __all__ = ["send_dtmf", "start_dialout", "stop_call", "transfer_call"]
 def start_dialout(call_id: str, attempt: int) -> str:
     """Start the call's dial-out once it gets a pacing slot (and a live-call slot)."""
     ctx = context()
-    call = ctx.store.get(call_id, history=False, internal=True)
-    if call is None or call["state"] != "queued" or call["attempts"] >= attempt:
+    call = ctx.store.load(call_id)
+    if call is None or call.state != "queued" or call.attempts >= attempt:
         return "skipped"
-    if call.get("stopRequested"):  # asked while an earlier attempt was dialing: cancel it
+    if call.stop_requested:  # asked while an earlier attempt was dialing: cancel it
         ctx.calls.stop(call_id)
         return "cancelled"
     schedule_watchdog(ctx, call_id, stale_after(ctx))
@@ -56,14 +58,15 @@ def start_dialout(call_id: str, attempt: int) -> str:
             ctx.live.give_back(call_id)
         return _wait(ctx, call_id, attempt, wait, "dial-out rate limit")
 
-    fields = {"+attempts": 1, "dialingSince": time.time(), "nextAttemptAt": None}
+    dialing_since = iso_time(time.time())
+    fields = values(attempts=Add(1), dialing_since=dialing_since, next_attempt_at=None)
     if record(ctx, "dial", "call.dialing", call_id, fields=fields).status != "applied":
         if slot == "taken":  # the call ended meanwhile (cancelled): the slot is ours to return
             ctx.live.give_back(call_id)
         return "skipped"  # another run dials (and holds the slot), or the call ended
-    body = dict(call["options"], userId=call_id)
+    body = dict(call.options or {}, userId=call_id)
     try:
-        session_id = ctx.daily.start_dialout(call["room"], body)
+        session_id = ctx.daily.start_dialout(str(call.room), body)
     except DailyAmbiguousError as exc:
         # The watchdog armed above looks again once the grace after this start has passed.
         note(ctx, call_id, "call.start_uncertain", error_data(exc))
@@ -75,11 +78,11 @@ def start_dialout(call_id: str, attempt: int) -> str:
         ctx, "accept", "call.accepted", call_id,
         session_id=session_id, data={"sessionId": session_id},
     )  # fmt: skip
-    call.update(state=accepted.to_state, dialingSince=fields["dialingSince"])
-    look = next_look(call, time.time())
+    started = dataclasses.replace(call, state=accepted.to_state, dialing_since=dialing_since)
+    look = next_look(started, time.time())
     if look is not None:
         schedule_watchdog(ctx, call_id, 0.0, at=look)
-    if ctx.store.fields(call_id, "stopRequested")["stopRequested"]:
+    if ctx.store.fields(call_id, "stop_requested")["stop_requested"]:
         ctx.calls.enqueue_stop(call_id)  # asked while Daily was starting it: hang up now
     return accepted.status
 
@@ -88,8 +91,7 @@ def _wait(ctx: Context, call_id: str, attempt: int, wait: float, why: str) -> st
     """Stay queued and come back later: waiting never holds a worker."""
     delay = wait + random.uniform(0, ctx.settings.dialout_limit.window / 2)
     pipe = ctx.calls.transaction()
-    waiting = {"nextAttemptAt": iso_time(time.time() + delay), "waitingFor": why}
-    ctx.store.mark(call_id, pipe, **waiting)
+    ctx.store.mark(call_id, pipe, next_attempt_at=iso_time(time.time() + delay), waiting_for=why)
     ctx.calls.enqueue_start(call_id, attempt, delay=delay, waiting=True, pipeline=pipe)
     pipe.execute()
     return f"waiting: {why}"
@@ -104,14 +106,14 @@ def _refused(ctx: Context, call_id: str, attempt: int, exc: DailyError) -> str:
         record(
             ctx, "retry", "call.retry_scheduled", call_id,
             data={**error_data(exc), "delay": round(delay, 3)},
-            fields={"nextAttemptAt": iso_time(time.time() + delay), "error": str(exc)},
+            fields=values(next_attempt_at=iso_time(time.time() + delay), error=str(exc)),
         )  # fmt: skip
         ctx.calls.enqueue_start(call_id, attempt + 1, delay=delay)
         return "retrying"
     reason = "retries-exhausted" if exc.retryable else "refused"
     record(
         ctx, "fail", "call.failed", call_id, data=error_data(exc),
-        fields={"error": str(exc), "reason": reason, "nextAttemptAt": None},
+        fields=values(error=str(exc), reason=reason, next_attempt_at=None),
     )  # fmt: skip
     return "failed"
 
@@ -122,18 +124,18 @@ def _refused(ctx: Context, call_id: str, attempt: int, exc: DailyError) -> str:
 def stop_call(call_id: str) -> str:
     """Hang up through Daily, then record why (our reason wins over the webhook's hang-up)."""
     ctx = context()
-    call = ctx.store.get(call_id, history=False, internal=True)
-    if call is None or call["state"] in machine.FINAL:
+    call = ctx.store.load(call_id)
+    if call is None or call.state in machine.FINAL:
         return "done"
-    reason = call.get("stopReason") or "stopped"
-    session_id = call.get("sessionId")
+    reason = call.stop_reason or "stopped"
+    session_id = call.session_id
     if not session_id:
-        if call["state"] == "queued":
+        if call.state == "queued":
             ctx.calls.stop(call_id)
         return "no session yet"  # the start job stops it as soon as Daily accepts it
     with contextlib.suppress(NotFoundError):  # already gone at Daily: record the stop anyway
-        ctx.daily.stop_dialout(call["room"], session_id)
-    fields = {"reason": reason, "endedAt": iso_time(time.time())}
+        ctx.daily.stop_dialout(str(call.room), session_id)
+    fields = values(reason=reason, ended_at=iso_time(time.time()))
     record(ctx, "stop", "call.stopped", call_id, fields=fields)
     return "stopped"
 
@@ -150,11 +152,11 @@ def _on_session(
     Retryable errors are raised, so RQ retries the job (see ``COMMAND_RETRY_INTERVALS``).
     """
     ctx = context()
-    call = ctx.store.get(call_id, history=False, internal=True)
-    if call is None or not call.get("sessionId"):
+    call = ctx.store.load(call_id)
+    if call is None or not call.session_id:
         return "no session"
     try:
-        send(ctx.daily, call["room"], call["sessionId"])
+        send(ctx.daily, str(call.room), call.session_id)
     except DailyError as exc:
         if exc.retryable:
             raise
@@ -189,5 +191,6 @@ def transfer_call(call_id: str, transfer: dict[str, Any]) -> str:
 
     return _on_session(
         call_id, "transfer", transfer, send,
-        trigger="transfer", event="transfer.requested", fields={"transferRequested": target},
+        trigger="transfer", event="transfer.requested",
+        fields=values(transfer_requested=target),
     )  # fmt: skip

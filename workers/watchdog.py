@@ -19,7 +19,7 @@ from rq.job import Job, JobStatus
 
 from telephony import defaults
 from telephony.calls import start_stale_after
-from telephony.record import decode_fields
+from telephony.record import CallRecord, decode_fields, values
 from workers.context import Context, context
 from workers.record import note, record
 
@@ -44,7 +44,7 @@ def _parse_time(value: Any) -> float | None:
         return float(value)
 
 
-def call_deadline(call: dict[str, Any] | None) -> float | None:
+def call_deadline(call: CallRecord | None) -> float | None:
     """When the ring timeout or the maximum duration will end this call.
 
     Calls without their own limits get the ceilings (``RING_TIMEOUT_MAX``,
@@ -53,24 +53,24 @@ def call_deadline(call: dict[str, Any] | None) -> float | None:
     """
     if call is None:
         return None
-    state = call["state"]
+    state = call.state
     if state in _UNANSWERED:
-        since = _parse_time(call.get("dialingSince"))
-        ring = call.get("ringTimeoutSec") or defaults.RING_TIMEOUT_MAX
+        since = _parse_time(call.dialing_since)
+        ring = call.ring_timeout_sec or defaults.RING_TIMEOUT_MAX
         return None if since is None else since + ring
     if state == "answered":
-        since = _parse_time(call.get("answeredAt"))
-        limit = call.get("maxDurationSec") or defaults.MAX_DURATION_MAX
+        since = _parse_time(call.answered_at)
+        limit = call.max_duration_sec or defaults.MAX_DURATION_MAX
         return None if since is None else since + limit
     return None
 
 
-def next_look(call: dict[str, Any] | None, now: float) -> float | None:
+def next_look(call: CallRecord | None, now: float) -> float | None:
     """When the watchdog must next look at a live call: its deadline, but no later than
     :data:`~telephony.defaults.ANSWER_RECHECK` from now while a call with a maximum duration
     is not answered yet (the answer, a webhook, schedules nothing)."""
     deadline = call_deadline(call)
-    if call is not None and call.get("maxDurationSec") and call["state"] in _UNANSWERED:
+    if call is not None and call.max_duration_sec and call.state in _UNANSWERED:
         soon = now + defaults.ANSWER_RECHECK
         return soon if deadline is None else min(deadline, soon)
     return deadline
@@ -88,35 +88,35 @@ def watchdog(call_id: str, due_ms: int) -> str:
     crash, a failed stop job or a late webhook can never leave a call unwatched.
     """
     ctx = context()
-    call = ctx.store.get(call_id, history=False, internal=True)
-    if call is None or call["state"] not in _WATCHED:
+    call = ctx.store.load(call_id)
+    if call is None or call.state not in _WATCHED:
         return "done"  # finished (or a record that never became a call)
-    if str(call.get("watchDue")) != str(due_ms):
+    if call.watch_due != due_ms:
         return "superseded"
-    if call.get("kind") == "dialin":
+    if call.kind == "dialin":
         return _watch_dialin(ctx, call)
     now = time.time()
-    state, session = call["state"], call.get("sessionId")
-    since = _parse_time(call.get("dialingSince")) or now
+    state, session = call.state, call.session_id
+    since = _parse_time(call.dialing_since) or now
     silent_until = since + stale_after(ctx) + ctx.settings.ambiguous_grace
     unsure = state == "dialing" and not session  # a start with no news yet
     deadline = call_deadline(call)
     expired = deadline is not None and now >= deadline
 
-    if call.get("stopRequested") or expired:
+    if call.stop_requested or expired:
         later = silent_until if unsure and now < silent_until else now + stale_after(ctx)
         schedule_watchdog(ctx, call_id, 0.0, at=later)
-        reason = str(call.get("stopReason") or "cancelled")
-        if expired and not call.get("stopRequested"):
+        reason = call.stop_reason or "cancelled"
+        if expired and not call.stop_requested:
             reason = "no-answer" if state != "answered" else "max-duration"
-            ctx.store.mark(call_id, stopReason=reason, stopRequested=1)
+            ctx.store.mark(call_id, stop_reason=reason, stop_requested=1)
             note(ctx, call_id, f"call.{reason.replace('-', '_')}", {"deadline": deadline})
         if unsure and now >= silent_until:  # nothing was placed, as far as anyone can know
-            record(ctx, "stop", "call.stopped", call_id, fields={"reason": reason})
+            record(ctx, "stop", "call.stopped", call_id, fields=values(reason=reason))
             return "stopped"
         if unsure:
             return "stopping"
-        if call.get("stopRequested") and state != "queued":
+        if call.stop_requested and state != "queued":
             ctx.calls.enqueue_stop(call_id)  # recorded before: only the hang-up is re-sent
         else:
             ctx.calls.stop(call_id)  # queued: cancelled now; live: recorded, then hung up
@@ -124,7 +124,7 @@ def watchdog(call_id: str, due_ms: int) -> str:
     if state == "queued":
         schedule_watchdog(ctx, call_id, stale_after(ctx))
         if not _start_pending(ctx, call):
-            ctx.calls.enqueue_start(call_id, call["attempts"] + 1)
+            ctx.calls.enqueue_start(call_id, call.attempts + 1)
             return "restarted"
         return "waiting"
     if unsure:
@@ -138,12 +138,12 @@ def watchdog(call_id: str, due_ms: int) -> str:
     return "watching"
 
 
-def _watch_dialin(ctx: Context, call: dict[str, Any]) -> str:
+def _watch_dialin(ctx: Context, call: CallRecord) -> str:
     """A dial-in session's ceiling (``TELEPHONY_DIALIN_MAX_DURATION`` after it began): Daily
     may drop the webhook that ends it, and a session must not stay live in the books forever.
     There is no dial-out hang-up for it: it is ended in the books, with reason max-duration."""
-    call_id = call["id"]
-    since = _parse_time(call.get("createdAt"))
+    call_id = call.id
+    since = _parse_time(call.created_at)
     if since is None:
         return "done"
     deadline = since + ctx.settings.dialin_max_duration
@@ -151,14 +151,14 @@ def _watch_dialin(ctx: Context, call: dict[str, Any]) -> str:
         schedule_watchdog(ctx, call_id, 0.0, at=deadline)
         return "watching"
     note(ctx, call_id, "call.max_duration", {"deadline": deadline})
-    fields = {"reason": "max-duration", "endedAt": time.time()}
+    fields = values(reason="max-duration", ended_at=time.time())
     record(ctx, "stop", "call.stopped", call_id, fields=fields)
     return "stopped"
 
 
-def _start_pending(ctx: Context, call: dict[str, Any]) -> bool:
+def _start_pending(ctx: Context, call: CallRecord) -> bool:
     """Whether the call's latest start job is queued, scheduled or (recently) running."""
-    name = call.get("startJob")
+    name = call.start_job
     return bool(name) and _job_alive(ctx, str(name))
 
 
@@ -199,7 +199,7 @@ def sweep(ctx: Context) -> dict[str, int]:
         cursor, rows = ctx.redis.zscan(keys.open, cursor, count=defaults.SWEEP_BATCH)
         ids = [member.decode() for member, _ in rows]
         pipe = ctx.redis.pipeline(transaction=False)
-        wanted = ("state", "watchDue", "startJob", "kind")
+        wanted = ("state", "watch_due", "start_job", "kind")
         for call_id in ids:
             ctx.store.fields_on(pipe, call_id, *wanted)
         checks: list[tuple[str, str, str | None]] = []  # call, watchdog job, start job
@@ -246,11 +246,11 @@ def _fetch(ctx: Context, names: list[str]) -> list[Job | None]:
     return jobs
 
 
-def _redial(ctx: Context, call: dict[str, Any]) -> str:
+def _redial(ctx: Context, call: CallRecord) -> str:
     """No answer to the start and no webhook for its ``user_id``: no call was placed."""
-    call_id, attempt = call["id"], call["attempts"]
+    call_id, attempt = call.id, call.attempts
     if attempt >= ctx.settings.retry_max_attempts:
-        fields = {"error": "no answer from Daily and no webhook", "reason": "retries-exhausted"}
+        fields = values(error="no answer from Daily and no webhook", reason="retries-exhausted")
         record(ctx, "fail", "call.failed", call_id, fields=fields)
         return "failed"
     grace = {"grace": ctx.settings.ambiguous_grace}
