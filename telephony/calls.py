@@ -65,13 +65,24 @@ def make_queue(client: redis.Redis, settings: Settings) -> Queue:
 def job_id(settings: Settings, kind: str, call_id: str, *parts: object) -> str:
     """Job ids derived from the call, so re-enqueueing the same step is harmless.
 
-    RQ allows only ``[A-Za-z0-9_-]`` in ids; other call ids are represented by a digest.
+    RQ allows only ``[A-Za-z0-9_-]`` in ids, and ``-`` separates the words here. A call id of
+    word characters appears as ``i`` + the id; any other as ``h`` + a digest of it: the two
+    forms never meet, so no caller-chosen id can name another call's jobs (an id shaped like
+    another's digest becomes ``ih...``).
     """
-    words = [settings.key_prefix, kind, call_id, *map(str, parts)]
-    return "-".join(w if _JOB_ID_SAFE.fullmatch(w) else _digest_word(w) for w in words)
+    words = [_word(settings.key_prefix), kind, _call_word(call_id), *map(str, parts)]
+    return "-".join(words)
 
 
 _JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _call_word(call_id: str) -> str:
+    return "i" + call_id if _JOB_ID_SAFE.fullmatch(call_id) else _digest_word(call_id)
+
+
+def _word(word: str) -> str:
+    return word if _JOB_ID_SAFE.fullmatch(word) else _digest_word(word)
 
 
 def _digest_word(word: str) -> str:

@@ -78,6 +78,10 @@ SIP_URI_MAX = 2048
 #: when validating and is far beyond any real use.
 JSON_MAX_DEPTH = 32
 
+#: The ids of dial-in sessions' records: this prefix and Daily's session id. A caller may not
+#: choose an id that starts with it (any case), or a dial-out could take a dial-in's events.
+DIALIN_ID_PREFIX = "dialin-"
+
 #: Largest magnitude of an integer in free-form JSON: 2^53, the last one a double (Lua's
 #: cjson, JavaScript, most JSON readers) holds exactly; beyond it values come back changed.
 JSON_MAX_INT = 2**53

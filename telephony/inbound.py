@@ -203,7 +203,7 @@ def to_change(envelope: dict[str, Any]) -> Change | None:
                 return Change(trigger="note", **common)
             return Change(
                 trigger=trigger,
-                call_id=f"dialin-{session_id}",
+                call_id=defaults.DIALIN_ID_PREFIX + session_id,
                 fields=fields,
                 create=values(
                     kind="dialin",

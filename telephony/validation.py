@@ -9,8 +9,13 @@ queued call that Daily rejects later is not. Decisions taken where the docs are 
   not a number, ``1`` is not a boolean, ``null`` is not a value of any field but ``metadata``.
 - ``phoneNumber``: ``+``, a country code starting 1-9, 2 to 15 digits in all (country code
   and at least one more digit). No spaces or dashes.
-- ``sipUri``: lowercase ``sip:`` only (no ``sips:``), ASCII, ``[user@]host[:port][;params]``;
+- ``sipUri``: lowercase ``sip:`` or ``sips:``, ASCII, ``[user@]host[:port][;params]``;
   query parameters are SIP headers and must be ``X-name=value`` (``X-`` as documented).
+  Beyond Daily's rules, because the URI becomes SIP headers of the INVITE: no control
+  character anywhere, percent-encoded or not (``%0d%0a`` would add headers), and none of
+  ``< > " ,`` or whitespace in the user part, parameters or header values.
+- ``displayName`` and Daily's ``userId``: no control characters and no bidirectional
+  overrides (they reach a phone's screen and SIP headers).
 - ``extension``: 1 to 20 of ``0-9 * #``. DTMF ``tones``: 1 to 20 of ``0-9 A-D * #``;
   lowercase ``a-d`` is refused, not normalised, as are lowercase codec names.
 - ``callerId``: a hyphenated UUID. ``waitBeforeExtensionDialSec`` is allowed without
@@ -25,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +94,24 @@ def _text(max_len: int) -> Rule:
     return _rule(
         lambda v: isinstance(v, str) and 0 < len(v) <= max_len and _unicode(v),
         f"must be a string of 1 to {max_len} characters (valid Unicode)",
+    )
+
+
+#: Bidirectional controls: an override (U+202E) makes a phone show text reversed.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _shown(value: str) -> bool:
+    """Text a person will see (a caller's name on a phone): no control characters (CR, LF,
+    NUL... would also split SIP headers) and no bidirectional controls."""
+    return not any(unicodedata.category(c) == "Cc" or c in _BIDI for c in value)
+
+
+def _display_text(max_len: int) -> Rule:
+    return _rule(
+        lambda v: isinstance(v, str) and 0 < len(v) <= max_len and _unicode(v) and _shown(v),
+        f"must be a string of 1 to {max_len} characters, without control or bidirectional "
+        "override characters",
     )
 
 
@@ -160,6 +184,11 @@ def _codec_list(names: tuple[str, ...]) -> Rule:
 E164_PATTERN = rf"\+[1-9][0-9]{{1,{d.E164_MAX_DIGITS - 1}}}"
 ROOM_PATTERN = rf"[A-Za-z0-9_-]{{1,{d.ROOM_NAME_MAX}}}"
 CALL_ID_PATTERN = rf"[A-Za-z0-9._:-]{{1,{d.USER_ID_MAX}}}"
+#: A caller-chosen id: a call id outside the dial-in sessions' prefix, in any case.
+NEW_CALL_ID_PATTERN = (
+    "(?!" + "".join(f"[{c.upper()}{c}]" if c.isalpha() else c
+                    for c in d.DIALIN_ID_PREFIX) + ")" + CALL_ID_PATTERN
+)  # fmt: skip
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 EXTENSION_PATTERN = rf"[0-9*#]{{1,{d.EXTENSION_MAX}}}"
 TONES_PATTERN = rf"[{re.escape(d.DTMF_TONES)}]{{1,{d.DTMF_MAX_TONES}}}"
@@ -169,13 +198,29 @@ CURSOR_PATTERN = r"[0-9]+:.+"
 _E164_TEXT = f"must be E.164: '+' then country code and up to {d.E164_MAX_DIGITS} digits"
 _E164 = _pattern(E164_PATTERN, _E164_TEXT)
 
+#: RFC 3261's characters of a URI's user part and parameters, less ``,`` (and ``"<>``,
+#: whitespace, which it never allows): Daily turns the URI into an INVITE's headers, where a
+#: comma separates values and quotes and angle brackets delimit them.
+_USER_CHARS = r"[A-Za-z0-9\-_.!~*'()&=+$;/%]"
+_PARAM_CHARS = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]"
 _SIP_TARGET = re.compile(
-    r"sip:(?:[^@?\s]+@)?"  # optional user@ (may carry ;params, e.g. ;phone-context=)
+    rf"sips?:(?:{_USER_CHARS}+@)?"  # optional user@ (may carry ;params, e.g. ;phone-context=)
     r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])"  # host name, IPv4 or [IPv6]
     r"(?::[0-9]{1,5})?"  # port
-    r"(?:;[^;?\s]+)*"  # URI parameters such as ;transport=tcp
+    rf"(?:;{_PARAM_CHARS}+(?:={_PARAM_CHARS}+)?)*"  # URI parameters such as ;transport=tls
 )
-_SIP_HEADER = re.compile(r"X-[A-Za-z0-9.!%*_+`'~-]+=[^&=\s]+")
+#: Query parameters become SIP headers: ``X-name=value``, the value of the same safe characters.
+_SIP_HEADER = re.compile(rf"X-[A-Za-z0-9.!%*_+`'~-]+={_PARAM_CHARS.replace('&', '')}+")
+#: A percent-encoded control character (CR, LF, NUL, any C0, DEL): RFC 3261 (19.1.1) decodes
+#: the escapes of URI headers, so ``%0d%0a`` would end a header and start the caller's own.
+_ESCAPED_CONTROL = re.compile(r"%(?:[01][0-9A-Fa-f]|7[Ff])")
+#: The whole rule as one pattern (the OpenAPI document's, unanchored).
+SIP_URI_PATTERN = (
+    rf"(?!.*{_ESCAPED_CONTROL.pattern}){_SIP_TARGET.pattern}"
+    rf"(?:\?{_SIP_HEADER.pattern}(?:&{_SIP_HEADER.pattern})*)?"
+)
+#: A character a person may be shown: not a control (Cc) nor a bidirectional control.
+SHOWN_CHAR_PATTERN = r"[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 
 
 def _sip_uri(value: Any) -> Iterator[tuple[str, str]]:
@@ -185,8 +230,16 @@ def _sip_uri(value: Any) -> Iterator[tuple[str, str]]:
     target, _, query = value.partition("?")
     if len(value) > d.SIP_URI_MAX:
         yield "", f"must be a SIP URI of at most {d.SIP_URI_MAX} characters"
+    elif _ESCAPED_CONTROL.search(value):
+        yield "", "must not hold control characters (CR, LF, NUL...), percent-encoded or not"
     elif not _SIP_TARGET.fullmatch(target):
-        yield "", "must be a SIP URI: 'sip:' then user@host or host"
+        yield (
+            "",
+            (
+                "must be a SIP URI: 'sip:' or 'sips:' then user@host or host, without "
+                '< > " , or whitespace in the user part or parameters'
+            ),
+        )
     elif "?" in value and not all(_SIP_HEADER.fullmatch(h) for h in query.split("&")):
         yield "", "query parameters are SIP headers and must be X-name=value, joined by '&'"
 
@@ -194,10 +247,10 @@ def _sip_uri(value: Any) -> Iterator[tuple[str, str]]:
 def _endpoint(value: Any) -> Iterator[tuple[str, str]]:
     if isinstance(value, str) and value.startswith("+"):
         yield from _E164(value)
-    elif isinstance(value, str) and value.startswith("sip:"):
+    elif isinstance(value, str) and value.startswith(("sip:", "sips:")):
         yield from _sip_uri(value)
     else:
-        yield "", "must be a sip: URI or an E.164 phone number ('+' then digits)"
+        yield "", "must be a sip: (or sips:) URI or an E.164 phone number ('+' then digits)"
 
 
 _ROOM_TEXT = f"must be 1 to {d.ROOM_NAME_MAX} characters of A-Z a-z 0-9 _ -"
@@ -215,8 +268,8 @@ _TONES = _pattern(
 _DIALOUT: dict[str, Rule] = {
     "sipUri": _sip_uri,
     "phoneNumber": _E164,
-    "displayName": _text(d.DISPLAY_NAME_MAX),
-    "userId": _text(d.USER_ID_MAX),
+    "displayName": _display_text(d.DISPLAY_NAME_MAX),
+    "userId": _display_text(d.USER_ID_MAX),
     "callerId": _UUID,
     "extension": _EXTENSION,
     "waitBeforeExtensionDialSec": _WAIT,
@@ -235,9 +288,12 @@ _DIALOUT: dict[str, Rule] = {
 #: Our own fields of ``POST /v1/calls``, beside Daily's dial-out options.
 _CALL: dict[str, Rule] = {
     "room": _ROOM,
-    # The call id travels in URLs and Redis keys: narrower than Daily's "string <= 36".
+    # The call id travels in URLs and Redis keys: narrower than Daily's "string <= 36"; the
+    # dial-in sessions' prefix is reserved (their records' ids).
     "userId": _pattern(
-        CALL_ID_PATTERN, f"must be 1 to {d.USER_ID_MAX} characters of A-Z a-z 0-9 . _ : -"
+        NEW_CALL_ID_PATTERN,
+        f"must be 1 to {d.USER_ID_MAX} characters of A-Z a-z 0-9 . _ : -, not starting with "
+        f"{d.DIALIN_ID_PREFIX!r} (reserved for dial-in sessions)",
     ),
     "ringTimeoutSec": _integer(1, d.RING_TIMEOUT_MAX),
     "maxDurationSec": _integer(1, d.MAX_DURATION_MAX),
@@ -384,7 +440,7 @@ def daily_dtmf_body(data: object) -> dict[str, Any]:
 def _transfer(data: object, rules: Mapping[str, Rule], required: Iterable[str]) -> dict[str, Any]:
     body, problems = _check(data, rules, required)
     target = body.get("toEndPoint")
-    if isinstance(target, str) and target.startswith("sip:"):
+    if isinstance(target, str) and target.startswith(("sip:", "sips:")):
         _refuse(problems, body, ("callerId", "extension"), _PSTN_TARGET_ONLY)
     if body.get("refer") is True:
         _refuse(problems, body, _REFER_REFUSED, _NOT_WITH_REFER)

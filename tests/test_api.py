@@ -17,7 +17,7 @@ import requests
 from conftest import API_TOKEN, DialOut
 from hypothesis import strategies as st
 from rq import Queue
-from support.hostile import HOSTILE, HOSTILE_TEXT
+from support.hostile import HOSTILE, HOSTILE_TEXT, NAME_REFUSED, SIP_ACCEPTED, SIP_REFUSED
 
 from telephony.calls import DTMF_JOB, START_JOB, STOP_JOB, TRANSFER_JOB
 from telephony.config import Secret, Settings
@@ -224,7 +224,7 @@ BAD_CALLS = [
     ({"room": "r", "phoneNumber": PHONE, "sipUri": SIP}, ["phoneNumber", "sipUri"]),
     ({"room": "r", "phoneNumber": "5550100"}, ["phoneNumber"]),
     ({"room": "r", "phoneNumber": 15550100000}, ["phoneNumber"]),
-    ({"room": "r", "sipUri": "sips:a@b"}, ["sipUri"]),
+    ({"room": "r", "sipUri": "sip:a%0d%0aVia:x@b"}, ["sipUri"]),
     ({"room": "r", "sipUri": SIP, "extension": "12"}, ["extension"]),
     ({"room": "r", "phoneNumber": PHONE, "video": True}, ["video"]),
     ({"room": "r", "sipUri": SIP, "videoSettings": {"fps": 10}}, ["videoSettings"]),
@@ -591,3 +591,38 @@ def test_hostile_calls_never_get_a_5xx_and_a_4xx_changes_nothing(
         post()
     print(sorted(collections.Counter(statuses).items()))
     assert {202, 400} <= set(statuses)  # both paths were exercised
+
+
+@pytest.mark.parametrize("uri", SIP_REFUSED)
+def test_sip_header_injection_is_refused_and_changes_nothing(
+    api: Api, queue: Queue, store: CallStore, uri: str
+) -> None:
+    assert_refused(api.post("/v1/calls", {"room": "r", "sipUri": uri}), 400, "sipUri")
+    named = {"room": "r", "phoneNumber": PHONE, "displayName": NAME_REFUSED[0]}
+    assert_refused(api.post("/v1/calls", named), 400, "displayName")
+    assert_nothing_done(queue, store)
+
+
+@pytest.mark.parametrize("uri", SIP_ACCEPTED)
+def test_documented_sip_uris_are_dialled(api: Api, uri: str) -> None:
+    response = api.post("/v1/calls", {"room": "r", "sipUri": uri})
+    assert response.status_code == 202 and response.json()["destination"] == uri
+
+
+def test_no_caller_chosen_id_reaches_another_calls_jobs_or_a_dialin(
+    api: Api, queue: Queue, store: CallStore
+) -> None:
+    import hashlib
+
+    first = api.dial(userId="a.b")  # not a job-id word: its jobs are named by a digest
+    digest = "h" + hashlib.sha256(b"a.b").hexdigest()[:20]
+    second = api.dial(userId=digest)  # shaped like the first call's job-id word
+    starts = sorted(args[0] for name, args in jobs(queue) if name == START_JOB)
+    assert starts == sorted([first["id"], second["id"]])  # neither overwrote the other
+    job_ids = {job.id for job in queue.get_jobs()}
+    assert len(job_ids) == 2
+
+    for reserved in ("dialin-s1", "DIALIN-s1", "Dialin-x"):
+        refused = api.post("/v1/calls", {"room": "r", "phoneNumber": PHONE, "userId": reserved})
+        assert "dialin-" in assert_refused(refused, 400, "userId")["fields"]["userId"]
+    assert store.get("dialin-s1") is None and queue.count == 2

@@ -112,6 +112,11 @@ def test_dial_queues_the_call_and_its_start(client: TelephonyClient, queue: Queu
         ({"phone_number": PHONE, "metadata": "\ud800"}, {"metadata"}),
         ({"phone_number": PHONE, "metadata": {"n": 2**53 + 1}}, {"metadata"}),
         ({"phone_number": PHONE, "display_name": "\udfff"}, {"display_name"}),
+        ({"sip_uri": "sip:bob%0d%0aVia:evil@example.com"}, {"sip_uri"}),
+        ({"sip_uri": "sip:bob@example.com?X-a=b%0d%0aX-Evil:1"}, {"sip_uri"}),
+        ({"sip_uri": "sip:<bob>@example.com"}, {"sip_uri"}),
+        ({"phone_number": PHONE, "display_name": "\u202eevil"}, {"display_name"}),
+        ({"phone_number": PHONE, "display_name": "Bob\r\nVia: x"}, {"display_name"}),
     ],
 )  # fmt: skip
 def test_invalid_dial_names_fields_as_passed_and_queues_nothing(

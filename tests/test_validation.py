@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.hostile import BIDI, NAME_ACCEPTED, NAME_REFUSED, SIP_ACCEPTED, SIP_REFUSED
 
 from telephony import validation as v
 from telephony.validation import ValidationError
@@ -98,7 +99,7 @@ DIALOUT_BOUNDARIES: list[tuple[dict[str, Any], dict[str, Any], str | None]] = [
     ({}, {"sipUri": "sip:a@b?X-h1"}, "sipUri"),
     ({}, {"sipUri": "sip:a@b?X-h1=v1&"}, "sipUri"),
     ({}, {"sipUri": "sip:a@b?"}, "sipUri"),
-    ({}, {"sipUri": "sips:a@b"}, "sipUri"),
+    ({}, {"sipUri": "sips:a@b"}, None),
     ({}, {"sipUri": "SIP:a@b"}, "sipUri"),
     ({}, {"sipUri": "tel:+12025550123"}, "sipUri"),
     ({}, {"sipUri": "sip:"}, "sipUri"),
@@ -591,6 +592,31 @@ e164 = st.builds(
 )
 
 
+@pytest.mark.parametrize("uri", SIP_ACCEPTED)
+def test_documented_sip_uris_are_accepted(uri: str) -> None:
+    assert v.dialout_body({"sipUri": uri}) == {"sipUri": uri}
+    assert v.transfer_request({"toEndPoint": uri}) == {"toEndPoint": uri}
+
+
+@pytest.mark.parametrize("uri", SIP_REFUSED)
+def test_sip_header_injection_is_refused(uri: str) -> None:
+    assert set(refused(v.dialout_body, {"sipUri": uri})) == {"sipUri"}
+    assert set(refused(v.transfer_request, {"toEndPoint": uri})) == {"toEndPoint"}
+
+
+@pytest.mark.parametrize("name", NAME_REFUSED)
+def test_control_and_bidi_characters_are_refused_in_shown_text(name: str) -> None:
+    for field in ("displayName", "userId"):
+        body = {"phoneNumber": "+15550100000", field: name}
+        assert set(refused(v.dialout_body, body)) == {field}
+
+
+@pytest.mark.parametrize("name", NAME_ACCEPTED)
+def test_names_in_any_script_are_accepted(name: str) -> None:
+    body = {"phoneNumber": "+15550100000", "displayName": name}
+    assert v.dialout_body(body) == body
+
+
 def json_of(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.recursive(
         scalars,
@@ -616,7 +642,11 @@ KNOWN_KEYS = sorted(
 valid_pstn_dialouts = st.fixed_dictionaries(
     {"phoneNumber": e164},
     optional={
-        "displayName": st.text(min_size=1, max_size=256),
+        "displayName": st.text(
+            st.characters(exclude_categories=["Cc", "Cs"], exclude_characters=BIDI),
+            min_size=1,
+            max_size=256,
+        ),
         "userId": st.text(string.ascii_letters + string.digits + "._:-", min_size=1, max_size=36),
         "callerId": st.uuids().map(str),
         "extension": st.text("0123456789*#", min_size=1, max_size=20),

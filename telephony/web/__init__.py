@@ -13,6 +13,7 @@ from flask import Flask
 from telephony import defaults
 from telephony.config import Settings
 from telephony.web import api, errors, health, webhooks
+from telephony.web.bodies import BoundedBodies
 from telephony.web.context import Services
 
 
@@ -26,5 +27,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.wsgi_app = BoundedBodies(app.wsgi_app)  # type: ignore[method-assign]
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     return app

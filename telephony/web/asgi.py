@@ -35,6 +35,7 @@ from telephony.config import Settings
 from telephony.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from telephony.web import create_app as create_flask_app
 from telephony.web import webhooks
+from telephony.web.bodies import limit_for
 from telephony.web.context import Services
 from telephony.web.errors import error_body
 
@@ -89,7 +90,7 @@ class Front:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         webhook = scope["path"] == webhooks.PATH
-        limit = defaults.WEBHOOK_MAX_BYTES if webhook else defaults.API_MAX_BYTES
+        limit = limit_for(scope["path"])
         headers = _wanted(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None and not declared.isdigit():
@@ -202,7 +203,7 @@ def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
     for name, value in _headers(scope).items():
         if name == "content-type":
             environ["CONTENT_TYPE"] = value
-        elif name != "content-length":
+        elif name not in ("content-length", "transfer-encoding"):  # the body is read whole
             environ["HTTP_" + name.upper().replace("-", "_")] = value
     return environ
 

@@ -31,19 +31,14 @@ Schema = dict[str, Any]
 E164 = f"^{v.E164_PATTERN}$"
 ROOM = f"^{v.ROOM_PATTERN}$"
 CALL_ID = f"^{v.CALL_ID_PATTERN}$"
+NEW_CALL_ID = f"^{v.NEW_CALL_ID_PATTERN}$"
 UUID = f"^{v.UUID_PATTERN}$"
 EXTENSION = f"^{v.EXTENSION_PATTERN}$"
 TONES = f"^{v.TONES_PATTERN}$"
 IDEMPOTENCY_KEY = f"^{v.IDEMPOTENCY_KEY_PATTERN}$"
-#: ``sip:[user@]host[:port][;param...][?X-name=value&...]`` in printable ASCII: the user part
-#: has no ``@`` or ``?``, parameters no ``;`` or ``?``, header values no ``&`` or ``=``.
-SIP_URI = (
-    r"^sip:(?:[!->A-~]+@)?"
-    r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])"
-    r"(?::[0-9]{1,5})?"
-    r"(?:;[!-:<->@-~]+)*"
-    r"(?:\?X-[A-Za-z0-9.!%*_+`'~-]+=[!-%'-<>-~]+(?:&X-[A-Za-z0-9.!%*_+`'~-]+=[!-%'-<>-~]+)*)?$"
-)
+#: ``sip:``/``sips:`` ``[user@]host[:port][;param...][?X-name=value&...]``, as validated.
+SIP_URI = f"^{v.SIP_URI_PATTERN}$"
+SHOWN_TEXT = f"^{v.SHOWN_CHAR_PATTERN}*$"
 CURSOR = f"^{v.CURSOR_PATTERN}$"
 
 # --- Building blocks --------------------------------------------------------------------------
@@ -138,8 +133,8 @@ def _dialout(branch: str) -> Schema:
     """One branch of ``POST /v1/calls``: PSTN, SIP audio or SIP video."""
     properties: Schema = {
         "room": _string(ROOM, description="Daily room the call joins."),
-        "displayName": _string(max_length=d.DISPLAY_NAME_MAX),
-        "userId": _string(CALL_ID, description="The call's id (default: a new UUID)."),
+        "displayName": _string(SHOWN_TEXT, d.DISPLAY_NAME_MAX),
+        "userId": _string(NEW_CALL_ID, description="The call's id (default: a new UUID)."),
         "waitBeforeExtensionDialSec": _WAIT,
         "permissions": {"type": "object", "description": "Passed to Daily as is."},
         "ringTimeoutSec": _integer(1, d.RING_TIMEOUT_MAX, "Stop if not answered in time."),

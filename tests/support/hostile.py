@@ -23,3 +23,41 @@ HOSTILE: st.SearchStrategy[Any] = st.deferred(
         | st.dictionaries(HOSTILE_TEXT, HOSTILE, max_size=3)
     )
 )
+
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+#: SIP URIs and display names: every documented form, and what would inject SIP headers.
+SIP_ACCEPTED = [
+    "sip:bob@example.com?X-a=b&X-c=d",
+    "sips:bob@example.com",
+    "sip:bob@example.com:5061",
+    "sip:bob@example.com;transport=tls",
+    "sips:bob@example.com:5061;transport=tls",
+    "sip:+1234;phone-context=example.com@gw.example.com",
+    "sip:a%20b@example.com",
+    "sip:bob@example.com?X-Account=42&X-Team=sales",
+]
+SIP_REFUSED = [
+    "sip:bob%0d%0aVia:evil@example.com",
+    "sip:bob%0D%0A@example.com",
+    "sip:bob%00@example.com",
+    "sip:bob@example.com?X-a=b%0d%0aX-Evil:1",
+    "sip:bob@example.com?X-a=%00",
+    "sip:bob@example.com;x=%0a",
+    "sip:bob%7f@x.com",
+    "sip:bob\r\n@example.com",
+    "sip:bob\x00@example.com",
+    "sip:<bob>@example.com",
+    'sip:"bob"@example.com',
+    "sip:bob,eve@example.com",
+    "sip:bob eve@example.com",
+    "sip:bob@example.com;x=<y>",
+    'sip:bob@example.com;x="y"',
+    "sip:bob@example.com;a,b",
+    "sip:bob@example.com;a b",
+    "sip:bob@example.com?X-a=<b>",
+    "sip:bob@example.com?X-a=b,c",
+    "sip:bob@example.com?X-a=b c",
+]
+NAME_REFUSED = ["Bob\r\nVia: evil", "Bob\x00", "Bob\n", "\u202eevil", "a\u2066b", "tab\tname"]
+NAME_ACCEPTED = ["Bob", "Zoë Ünal", "محمد", "李小龙", "Bob (sales) #2", "😀"]
