@@ -37,8 +37,8 @@ from rq import Queue
 from rq.job import Job
 
 from telephony import TelephonyClient
-from telephony.calls import job_id, make_queue
 from telephony.config import RateLimit, Settings
+from telephony.dispatch import job_id, make_queue
 from telephony.keys import Keys
 from telephony.processes import wait_ready
 from telephony.redis_server import RedisServer, free_port

@@ -10,19 +10,16 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import re
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from rq import Queue, Retry
-from rq.job import JobStatus
-from rq.serializers import JSONSerializer
 
 from telephony import defaults, machine, record
 from telephony.config import Settings
+from telephony.dispatch import DTMF_JOB, TRANSFER_JOB, Dispatch, start_stale_after
 from telephony.store import CallStore, Change, Outcome
 from telephony.validation import CallRequest
 
@@ -43,52 +40,6 @@ class CallConflict(CommandError):
     status = 409
 
 
-#: Function paths of the jobs (strings, so the web process never imports the workers).
-START_JOB = "workers.jobs.start_dialout"
-WATCHDOG_JOB = "workers.watchdog.watchdog"
-STOP_JOB = "workers.jobs.stop_call"
-DTMF_JOB = "workers.jobs.send_dtmf"
-TRANSFER_JOB = "workers.jobs.transfer_call"
-
-
-def start_stale_after(settings: Settings) -> float:
-    """Seconds after which a start that gave no news is considered lost: the longest a start
-    request can take (connect + read timeouts), plus a second."""
-    return defaults.DAILY_CONNECT_TIMEOUT + settings.daily_read_timeout + 1.0
-
-
-def make_queue(client: redis.Redis, settings: Settings) -> Queue:
-    """The one queue every job goes through, with JSON-only arguments."""
-    return Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
-
-
-def job_id(settings: Settings, kind: str, call_id: str, *parts: object) -> str:
-    """Job ids derived from the call, so re-enqueueing the same step is harmless.
-
-    RQ allows only ``[A-Za-z0-9_-]`` in ids, and ``-`` separates the words here. A call id of
-    word characters appears as ``i`` + the id; any other as ``h`` + a digest of it: the two
-    forms never meet, so no caller-chosen id can name another call's jobs (an id shaped like
-    another's digest becomes ``ih...``).
-    """
-    words = [_word(settings.key_prefix), kind, _call_word(call_id), *map(str, parts)]
-    return "-".join(words)
-
-
-_JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_]+")
-
-
-def _call_word(call_id: str) -> str:
-    return "i" + call_id if _JOB_ID_SAFE.fullmatch(call_id) else _digest_word(call_id)
-
-
-def _word(word: str) -> str:
-    return word if _JOB_ID_SAFE.fullmatch(word) else _digest_word(word)
-
-
-def _digest_word(word: str) -> str:
-    return "h" + hashlib.sha256(word.encode()).hexdigest()[:20]
-
-
 def _digest(request: CallRequest) -> str:
     """What "the same body" means for an Idempotency-Key: the validated request, canonical."""
     canonical = json.dumps(dataclasses.asdict(request), sort_keys=True, separators=(",", ":"))
@@ -100,7 +51,7 @@ class Calls:
         self.redis: Any = client
         self.settings = settings
         self.store = store or CallStore(client, settings)
-        self.queue = make_queue(client, settings)
+        self.dispatch = Dispatch(client, settings, self.store)
 
     # --- placing ---------------------------------------------------------------------------
 
@@ -163,7 +114,7 @@ class Calls:
         )
         taken = bool(self.redis.exists(self.store.keys.call(call_id)))
         if not taken:  # checked first, so a refused id queues nothing
-            pipe = self.transaction()
+            pipe = self.dispatch.transaction()
             self.store.apply_on(pipe, change)
             self._queue_first_start(call_id, pipe)
             # Lost a race for the id: the start queued with it skips (the call already made
@@ -178,12 +129,13 @@ class Calls:
         return call, True
 
     def _queue_first_start(self, call_id: str, pipe: Any) -> None:
-        self.enqueue_start(call_id, attempt=1, pipeline=pipe)
-        self.schedule_watchdog(call_id, time.time() + start_stale_after(self.settings), pipe)
+        self.dispatch.enqueue_start(call_id, attempt=1, pipeline=pipe)
+        due = time.time() + start_stale_after(self.settings)
+        self.dispatch.schedule_watchdog(call_id, due, pipe)
 
     def _start(self, call_id: str) -> None:
         """Queue the first start of a stranded call, with its watchdog, in one transaction."""
-        pipe = self.transaction()
+        pipe = self.dispatch.transaction()
         self._queue_first_start(call_id, pipe)
         pipe.execute()
 
@@ -224,63 +176,6 @@ class Calls:
                 return True
             except redis.WatchError:
                 return False
-
-    def enqueue_start(
-        self,
-        call_id: str,
-        attempt: int,
-        delay: float = 0.0,
-        waiting: bool = False,
-        pipeline: Any = None,
-    ) -> None:
-        """Queue (or schedule) the start; the watchdog covers a start job that gets lost.
-
-        The id is the call's and the attempt's, so enqueueing the same attempt twice is
-        harmless; a start ``waiting`` for its turn gets an id of its own, since a job must not
-        re-enqueue itself under the id it is running as. The id
-        of the latest start job is kept on the call (``startJob``) for the watchdog.
-        """
-        parts: tuple[object, ...] = (attempt, f"w{uuid.uuid4().hex[:8]}") if waiting else (attempt,)
-        start_id = job_id(self.settings, "start", call_id, *parts)
-        pipe = pipeline if pipeline is not None else self.transaction()
-        self.store.mark(call_id, pipe, start_job=start_id)
-        options: dict[str, Any] = {"job_id": start_id, "result_ttl": 600, "pipeline": pipe}
-        if delay > 0:
-            self.queue.enqueue_in(timedelta(seconds=delay), START_JOB, call_id, attempt, **options)
-        else:
-            self.queue.enqueue(START_JOB, call_id, attempt, **options)
-        if pipeline is None:
-            pipe.execute()
-
-    def transaction(self) -> Any:
-        """A MULTI pipeline, opened up front: RQ's enqueue calls MULTI itself unless it is."""
-        pipe = self.redis.pipeline()
-        pipe.multi()
-        return pipe
-
-    def schedule_watchdog(self, call_id: str, due: float, pipeline: Any = None) -> None:
-        """(Re)schedule the call's one watchdog at ``due`` (UNIX time); an earlier scheduled
-        run becomes a no-op. The job and ``watchDue`` are written in one transaction: a crash
-        between the two must not leave ``watchDue`` naming a job that does not exist."""
-        due_ms = int(due * 1000)
-        pipe = pipeline if pipeline is not None else self.transaction()
-        self.queue.enqueue_at(
-            datetime.fromtimestamp(due, UTC),
-            WATCHDOG_JOB,
-            call_id,
-            due_ms,
-            job_id=self.watchdog_id(call_id, due_ms),
-            result_ttl=600,
-            pipeline=pipe,
-        )
-        self.store.mark(call_id, pipe, watch_due=due_ms)
-        if pipeline is None:
-            pipe.execute()
-
-    def watchdog_id(self, call_id: str, due_ms: int | bytes | str) -> str:
-        """The id of the call's watchdog job due at ``due_ms`` (the call's ``watchDue``)."""
-        due = due_ms.decode() if isinstance(due_ms, bytes) else due_ms
-        return job_id(self.settings, "watch", call_id, due)
 
     # --- commands on a call ----------------------------------------------------------------
 
@@ -326,33 +221,8 @@ class Calls:
                 fields=record.values(stop_requested=1),
             )
         )
-        self.enqueue_stop(call_id)
+        self.dispatch.enqueue_stop(call_id)
         return {**call, **record.values(stop_requested=1)}  # as when the stop was queued
-
-    def enqueue_stop(self, call_id: str) -> None:
-        """Queue the hang-up of a call whose stop is already recorded (at most one queued)."""
-        self._enqueue_command(STOP_JOB, "stop", call_id, once=True)
-
-    def _enqueue_command(
-        self, func: str, kind: str, call_id: str, *args: Any, once: bool = False
-    ) -> None:
-        """Queue a command job; Daily's retryable errors are retried by RQ with backoff.
-
-        ``once``: one such job per call at a time (a second stop while the first is still
-        queued adds nothing); otherwise every request gets its own job.
-        """
-        parts: tuple[object, ...] = () if once else (uuid.uuid4().hex[:12],)
-        name = job_id(self.settings, kind, call_id, *parts)
-        if once:
-            queued = self.queue.fetch_job(name)
-            waiting = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
-            if queued is not None and queued.get_status() in waiting:
-                return
-        retry = Retry(
-            max=len(defaults.COMMAND_RETRY_INTERVALS),
-            interval=list(defaults.COMMAND_RETRY_INTERVALS),
-        )
-        self.queue.enqueue(func, call_id, *args, job_id=name, result_ttl=600, retry=retry)
 
     def _live_command(self, call_id: str, trigger: str, what: str) -> dict[str, Any]:
         call = self._require(call_id)
@@ -365,10 +235,10 @@ class Calls:
 
     def send_dtmf(self, call_id: str, dtmf: dict[str, Any]) -> dict[str, Any]:
         call = self._live_command(call_id, "send_dtmf", "send DTMF to")
-        self._enqueue_command(DTMF_JOB, "dtmf", call_id, dtmf)
+        self.dispatch.enqueue_command(DTMF_JOB, "dtmf", call_id, dtmf)
         return call
 
     def transfer(self, call_id: str, transfer: dict[str, Any]) -> dict[str, Any]:
         call = self._live_command(call_id, "transfer", "transfer")
-        self._enqueue_command(TRANSFER_JOB, "transfer", call_id, transfer)
+        self.dispatch.enqueue_command(TRANSFER_JOB, "transfer", call_id, transfer)
         return call

@@ -110,7 +110,7 @@ def settings(
 @pytest.fixture
 def queue(settings: Settings, redis_client: redis.Redis) -> Queue:
     """The test's job queue (``make_queue``: JSON serializer); no worker takes from it."""
-    from telephony.calls import make_queue
+    from telephony.dispatch import make_queue
 
     return make_queue(redis_client, settings)
 
@@ -569,7 +569,9 @@ class Stack:
         from rq.job import Job
 
         def started_by() -> str | None:
-            job = Job.fetch(job_id, connection=self.redis, serializer=self.calls.queue.serializer)
+            job = Job.fetch(
+                job_id, connection=self.redis, serializer=self.calls.dispatch.queue.serializer
+            )
             return job.worker_name or None
 
         rq_name = wait_for(started_by, 5, f"a worker to take job {job_id}")

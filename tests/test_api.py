@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from rq import Queue
 from support.hostile import HOSTILE, HOSTILE_TEXT, NAME_REFUSED, SIP_ACCEPTED, SIP_REFUSED
 
-from telephony.calls import DTMF_JOB, START_JOB, STOP_JOB, TRANSFER_JOB
 from telephony.config import Secret, Settings
+from telephony.dispatch import DTMF_JOB, START_JOB, STOP_JOB, TRANSFER_JOB
 from telephony.serving import ServerThread
 from telephony.store import CallStore
 
@@ -556,7 +556,7 @@ def test_hostile_calls_never_get_a_5xx_and_a_4xx_changes_nothing(
     with granian(settings) as base:
         api = Api(base)
 
-        @examples(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @examples(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
         @given(
             fields=st.dictionaries(st.sampled_from(CALL_FIELDS), HOSTILE, max_size=2),
             metadata=st.none()

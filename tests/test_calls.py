@@ -28,8 +28,8 @@ def test_placing_queues_the_start_and_arms_the_watchdog(calls: Calls) -> None:
     assert created and call["state"] == "queued"
     record: dict[bytes, bytes] = calls.redis.hgetall(calls.store.keys.call(call["id"]))
     start_job = record[b"startJob"].decode()
-    assert calls.queue.job_ids == [start_job]
-    scheduled = ScheduledJobRegistry(queue=calls.queue).get_job_ids()
+    assert calls.dispatch.queue.job_ids == [start_job]
+    scheduled = ScheduledJobRegistry(queue=calls.dispatch.queue).get_job_ids()
     assert len(scheduled) == 1 and record[b"watchDue"].decode() in scheduled[0]
 
 
@@ -46,21 +46,21 @@ def test_a_stranded_call_is_started_by_the_replay(calls: Calls) -> None:
             mode="new", at="2020-01-01T00:00:00.000Z",
         )
     )  # fmt: skip
-    assert calls.queue.count == 0
+    assert calls.dispatch.queue.count == 0
     call, created = calls.place(request, idempotency_key="order-1")
     assert (call["id"], created) == ("stranded-1", False)
-    assert calls.queue.count == 1
+    assert calls.dispatch.queue.count == 1
     again, _ = calls.place(request, idempotency_key="order-1")
-    assert again["id"] == "stranded-1" and calls.queue.count == 1  # started once only
+    assert again["id"] == "stranded-1" and calls.dispatch.queue.count == 1  # started once only
 
 
 def test_a_young_call_is_not_restarted_by_a_concurrent_replay(calls: Calls) -> None:
     request = call_request(REQUEST)
     first, _ = calls.place(request, idempotency_key="order-2")
     calls.redis.hdel(calls.store.keys.call(first["id"]), "startJob")
-    calls.queue.empty()
+    calls.dispatch.queue.empty()
     calls.place(request, idempotency_key="order-2")
-    assert calls.queue.count == 0  # the first request may still be queueing it
+    assert calls.dispatch.queue.count == 0  # the first request may still be queueing it
 
 
 def test_a_failed_placement_frees_its_idempotency_key(
@@ -76,9 +76,9 @@ def test_a_failed_placement_frees_its_idempotency_key(
     broken.redis = broken.store.redis = calls.redis
     with pytest.raises(redis.ConnectionError):
         broken.place(request, idempotency_key="order-3")
-    assert calls.redis.exists(key) == 0 and calls.queue.count == 0
+    assert calls.redis.exists(key) == 0 and calls.dispatch.queue.count == 0
     _, created = calls.place(request, idempotency_key="order-3")
-    assert created and calls.queue.count == 1
+    assert created and calls.dispatch.queue.count == 1
 
 
 def test_a_placement_that_half_failed_keeps_its_key(calls: Calls) -> None:
@@ -122,7 +122,7 @@ def test_dialin_sessions_refuse_dialout_commands(
     )  # fmt: skip
     with pytest.raises(CallConflict, match="dial-in"):
         getattr(calls, command)("dialin-s1", *args)
-    assert calls.queue.count == 0
+    assert calls.dispatch.queue.count == 0
     assert calls.store.state("dialin-s1") == "connected"
 
 
@@ -143,6 +143,6 @@ def test_a_key_claimed_by_a_request_that_died_is_taken_over(calls: Calls) -> Non
     key = calls.store.keys.idempotency("order-6")
     calls.redis.set(key, json.dumps({"digest": _digest(request), "callId": "never-made"}))
     call, created = calls.place(request, idempotency_key="order-6")
-    assert created and call["id"] != "never-made" and calls.queue.count == 1
+    assert created and call["id"] != "never-made" and calls.dispatch.queue.count == 1
     again, created = calls.place(request, idempotency_key="order-6")
     assert (again["id"], created) == (call["id"], False)

@@ -13,9 +13,9 @@ import pytest
 from rq import Queue
 
 from telephony import TelephonyClient
-from telephony.calls import DTMF_JOB, START_JOB, TRANSFER_JOB
 from telephony.client import Call, CallConflict, CallNotFound, ValidationError
 from telephony.config import ConfigError, Settings
+from telephony.dispatch import DTMF_JOB, START_JOB, TRANSFER_JOB
 from telephony.store import CallStore, Change
 
 PHONE = "+15550100000"

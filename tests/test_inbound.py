@@ -278,7 +278,7 @@ def test_hostile_signed_webhooks_are_always_answered_and_never_break_a_reader(
                             "timestamp", "to_endpoint", "extra"])  # fmt: skip
     statuses: list[int] = []
 
-    @examples(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @examples(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
     @given(kind=kinds, event_id=HOSTILE_TEXT | HOSTILE, payload=st.dictionaries(keys, HOSTILE),
            mine=st.booleans())  # fmt: skip
     def deliver(kind: Any, event_id: Any, payload: dict[str, Any], mine: bool) -> None:

@@ -21,8 +21,8 @@ import pytest
 import requests
 from conftest import DAILY_API_KEY, RawServer, Stack, events_of, moves_of, silent, wait_for
 
-from telephony.calls import START_JOB, job_id
 from telephony.defaults import DIALOUT_LIMIT_MARGIN
+from telephony.dispatch import START_JOB, job_id
 
 pytestmark = pytest.mark.slow
 
@@ -306,9 +306,9 @@ class TestMain:
     def test_running_the_start_job_again_is_harmless(self, main: Stack) -> None:
         """RQ may run a job twice (a lost ack, a re-enqueue): the same attempt dials once."""
         call_id = main.place(ANSWER)
-        main.calls.enqueue_start(call_id, 1)  # the same job id again
+        main.calls.dispatch.enqueue_start(call_id, 1)  # the same job id again
         copies = [  # and copies under other ids, racing on the other workers
-            main.calls.queue.enqueue(
+            main.calls.dispatch.queue.enqueue(
                 START_JOB, call_id, 1, job_id=job_id(main.settings, "copy", call_id, copy)
             )
             for copy in range(3)

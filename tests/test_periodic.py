@@ -32,8 +32,8 @@ def place(calls: Calls, **fields: Any) -> str:
 
 def watchdog_job(calls: Calls, call_id: str) -> Job | None:
     due = calls.redis.hget(calls.store.keys.call(call_id), "watchDue")
-    name = calls.watchdog_id(call_id, due) if due else ""
-    return Job.fetch(name, connection=calls.redis, serializer=calls.queue.serializer)
+    name = calls.dispatch.watchdog_id(call_id, due) if due else ""
+    return Job.fetch(name, connection=calls.redis, serializer=calls.dispatch.queue.serializer)
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_the_sweep_rearms_calls_that_lost_their_jobs(ctx: Context) -> None:
     assert first is not None
     first.delete()
     start = calls.redis.hget(calls.store.keys.call(lost_start), "startJob").decode()
-    Job.fetch(start, connection=calls.redis, serializer=calls.queue.serializer).delete()
+    Job.fetch(start, connection=calls.redis, serializer=calls.dispatch.queue.serializer).delete()
 
     assert sweep(ctx) == {"open": 3, "rearmed": 2, "armed": 0, "forgotten": 0}
     for call_id in (lost_watchdog, lost_start):  # a watchdog due now takes them up

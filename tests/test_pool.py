@@ -17,8 +17,8 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from support.pool import pool_env
 
-from telephony.calls import WATCHDOG_JOB
 from telephony.config import Settings
+from telephony.dispatch import WATCHDOG_JOB
 from telephony.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow

@@ -13,6 +13,7 @@ from typing import Any
 from telephony.calls import Calls
 from telephony.config import Settings
 from telephony.daily import DailyClient
+from telephony.dispatch import Dispatch
 from telephony.limiter import LiveCalls, SlidingWindowLimiter
 from telephony.store import CallStore, connect
 
@@ -23,6 +24,7 @@ class Context:
     redis: Any
     store: CallStore
     calls: Calls
+    dispatch: Dispatch
     daily: DailyClient
     pacing: SlidingWindowLimiter
     live: LiveCalls
@@ -31,11 +33,13 @@ class Context:
     def build(cls, settings: Settings) -> Context:
         client = connect(settings, "a worker", patient=True)
         store = CallStore(client, settings)
+        calls = Calls(client, settings, store)
         return cls(
             settings=settings,
             redis=client,
             store=store,
-            calls=Calls(client, settings, store),
+            calls=calls,
+            dispatch=calls.dispatch,
             daily=DailyClient.from_settings(settings),
             pacing=SlidingWindowLimiter(client, store.keys.dialout_limit, settings.dialout_limit),
             live=LiveCalls(client, store.keys.live, settings.max_live_calls),

@@ -83,16 +83,16 @@ def start_dialout(call_id: str, attempt: int) -> str:
     if look is not None:
         schedule_watchdog(ctx, call_id, 0.0, at=look)
     if ctx.store.fields(call_id, "stop_requested")["stop_requested"]:
-        ctx.calls.enqueue_stop(call_id)  # asked while Daily was starting it: hang up now
+        ctx.dispatch.enqueue_stop(call_id)  # asked while Daily was starting it: hang up now
     return accepted.status
 
 
 def _wait(ctx: Context, call_id: str, attempt: int, wait: float, why: str) -> str:
     """Stay queued and come back later: waiting never holds a worker."""
     delay = wait + random.uniform(0, ctx.settings.dialout_limit.window / 2)
-    pipe = ctx.calls.transaction()
+    pipe = ctx.dispatch.transaction()
     ctx.store.mark(call_id, pipe, next_attempt_at=iso_time(time.time() + delay), waiting_for=why)
-    ctx.calls.enqueue_start(call_id, attempt, delay=delay, waiting=True, pipeline=pipe)
+    ctx.dispatch.enqueue_start(call_id, attempt, delay=delay, waiting=True, pipeline=pipe)
     pipe.execute()
     return f"waiting: {why}"
 
@@ -108,7 +108,7 @@ def _refused(ctx: Context, call_id: str, attempt: int, exc: DailyError) -> str:
             data={**error_data(exc), "delay": round(delay, 3)},
             fields=values(next_attempt_at=iso_time(time.time() + delay), error=str(exc)),
         )  # fmt: skip
-        ctx.calls.enqueue_start(call_id, attempt + 1, delay=delay)
+        ctx.dispatch.enqueue_start(call_id, attempt + 1, delay=delay)
         return "retrying"
     reason = "retries-exhausted" if exc.retryable else "refused"
     record(

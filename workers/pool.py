@@ -34,8 +34,8 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from telephony import defaults
-from telephony.calls import make_queue
 from telephony.config import Settings
+from telephony.dispatch import make_queue
 from telephony.processes import end_group, finish_group, signal_group
 from telephony.store import connect
 from workers.periodic import run_periodic

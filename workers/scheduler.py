@@ -32,8 +32,8 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from telephony import defaults
-from telephony.calls import make_queue
 from telephony.config import Settings
+from telephony.dispatch import make_queue
 from telephony.reconnect import OUTAGE
 from telephony.store import connect
 

@@ -18,7 +18,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from telephony import defaults
-from telephony.calls import start_stale_after
+from telephony.dispatch import start_stale_after
 from telephony.record import CallRecord, decode_fields, values
 from workers.context import Context, context
 from workers.record import note, record
@@ -78,7 +78,7 @@ def next_look(call: CallRecord | None, now: float) -> float | None:
 
 def schedule_watchdog(ctx: Context, call_id: str, delay: float, at: float | None = None) -> None:
     """(Re)schedule the call's one watchdog, ``delay`` seconds from now or ``at``."""
-    ctx.calls.schedule_watchdog(call_id, at if at is not None else time.time() + delay)
+    ctx.dispatch.schedule_watchdog(call_id, at if at is not None else time.time() + delay)
 
 
 def watchdog(call_id: str, due_ms: int) -> str:
@@ -117,14 +117,14 @@ def watchdog(call_id: str, due_ms: int) -> str:
         if unsure:
             return "stopping"
         if call.stop_requested and state != "queued":
-            ctx.calls.enqueue_stop(call_id)  # recorded before: only the hang-up is re-sent
+            ctx.dispatch.enqueue_stop(call_id)  # recorded before: only the hang-up is re-sent
         else:
             ctx.calls.stop(call_id)  # queued: cancelled now; live: recorded, then hung up
         return "stopping"
     if state == "queued":
         schedule_watchdog(ctx, call_id, stale_after(ctx))
         if not _start_pending(ctx, call):
-            ctx.calls.enqueue_start(call_id, call.attempts + 1)
+            ctx.dispatch.enqueue_start(call_id, call.attempts + 1)
             return "restarted"
         return "waiting"
     if unsure:
@@ -165,7 +165,7 @@ def _start_pending(ctx: Context, call: CallRecord) -> bool:
 def _job_alive(ctx: Context, name: str) -> bool:
     """Whether job ``name`` is queued, scheduled or running (see :func:`_alive`)."""
     try:
-        job = Job.fetch(name, connection=ctx.redis, serializer=ctx.calls.queue.serializer)
+        job = Job.fetch(name, connection=ctx.redis, serializer=ctx.dispatch.queue.serializer)
     except NoSuchJobError:
         return False
     return _alive(ctx, job)
@@ -214,7 +214,7 @@ def sweep(ctx: Context) -> dict[str, int]:
                 found["open"] += 1
                 found["armed"] += 1
                 continue
-            watch = ctx.calls.watchdog_id(call_id, due) if due else ""
+            watch = ctx.dispatch.watchdog_id(call_id, due) if due else ""
             # Only a queued call needs a start job: later states have had theirs.
             needs = (start or "") if state == "queued" else None
             checks.append((call_id, watch, needs))
@@ -241,7 +241,7 @@ def _fetch(ctx: Context, names: list[str]) -> list[Job | None]:
     if not names:
         return []
     jobs: list[Job | None] = Job.fetch_many(
-        names, connection=ctx.redis, serializer=ctx.calls.queue.serializer
+        names, connection=ctx.redis, serializer=ctx.dispatch.queue.serializer
     )
     return jobs
 
@@ -256,6 +256,6 @@ def _redial(ctx: Context, call: CallRecord) -> str:
     grace = {"grace": ctx.settings.ambiguous_grace}
     if record(ctx, "retry", "call.start_lost", call_id, data=grace).status == "applied":
         ctx.live.give_back(call_id)  # not adopted meanwhile by a late webhook
-        ctx.calls.enqueue_start(call_id, attempt + 1)
+        ctx.dispatch.enqueue_start(call_id, attempt + 1)
         return "redialed"
     return "skipped"

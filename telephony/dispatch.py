@@ -1,0 +1,160 @@
+"""Every job's name, id, queue, timeout and enqueue, in one place.
+
+The commands (:mod:`telephony.calls`) and the workers (:mod:`workers.watchdog`,
+:mod:`workers.jobs`) queue jobs only through :class:`Dispatch`; job function paths are strings,
+so the web process never imports the workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from telephony import defaults
+from telephony.config import Settings
+from telephony.store import CallStore
+
+#: Function paths of the jobs (strings, so the web process never imports the workers).
+START_JOB = "workers.jobs.start_dialout"
+WATCHDOG_JOB = "workers.watchdog.watchdog"
+STOP_JOB = "workers.jobs.stop_call"
+DTMF_JOB = "workers.jobs.send_dtmf"
+TRANSFER_JOB = "workers.jobs.transfer_call"
+
+
+def start_stale_after(settings: Settings) -> float:
+    """Seconds after which a start that gave no news is considered lost: the longest a start
+    request can take (connect + read timeouts), plus a second."""
+    return defaults.DAILY_CONNECT_TIMEOUT + settings.daily_read_timeout + 1.0
+
+
+def make_queue(client: redis.Redis, settings: Settings) -> Queue:
+    """The one queue every job goes through, with JSON-only arguments."""
+    return Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
+
+
+def job_id(settings: Settings, kind: str, call_id: str, *parts: object) -> str:
+    """Job ids derived from the call, so re-enqueueing the same step is harmless.
+
+    RQ allows only ``[A-Za-z0-9_-]`` in ids, and ``-`` separates the words here. A call id of
+    word characters appears as ``i`` + the id; any other as ``h`` + a digest of it: the two
+    forms never meet, so no caller-chosen id can name another call's jobs (an id shaped like
+    another's digest becomes ``ih...``).
+    """
+    words = [_word(settings.key_prefix), kind, _call_word(call_id), *map(str, parts)]
+    return "-".join(words)
+
+
+_JOB_ID_SAFE = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _call_word(call_id: str) -> str:
+    return "i" + call_id if _JOB_ID_SAFE.fullmatch(call_id) else _digest_word(call_id)
+
+
+def _word(word: str) -> str:
+    return word if _JOB_ID_SAFE.fullmatch(word) else _digest_word(word)
+
+
+def _digest_word(word: str) -> str:
+    return "h" + hashlib.sha256(word.encode()).hexdigest()[:20]
+
+
+class Dispatch:
+    """Queues the jobs of calls on the service's queue (one per settings' ``queue_name``)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, store: CallStore) -> None:
+        self.redis: Any = client
+        self.settings = settings
+        self.store = store
+        self.queue = make_queue(client, settings)
+
+    def enqueue_start(
+        self,
+        call_id: str,
+        attempt: int,
+        delay: float = 0.0,
+        waiting: bool = False,
+        pipeline: Any = None,
+    ) -> None:
+        """Queue (or schedule) the start; the watchdog covers a start job that gets lost.
+
+        The id is the call's and the attempt's, so enqueueing the same attempt twice is
+        harmless; a start ``waiting`` for its turn gets an id of its own, since a job must not
+        re-enqueue itself under the id it is running as. The id
+        of the latest start job is kept on the call (``startJob``) for the watchdog.
+        """
+        parts: tuple[object, ...] = (attempt, f"w{uuid.uuid4().hex[:8]}") if waiting else (attempt,)
+        start_id = job_id(self.settings, "start", call_id, *parts)
+        pipe = pipeline if pipeline is not None else self.transaction()
+        self.store.mark(call_id, pipe, start_job=start_id)
+        options: dict[str, Any] = {"job_id": start_id, "result_ttl": 600, "pipeline": pipe}
+        if delay > 0:
+            self.queue.enqueue_in(timedelta(seconds=delay), START_JOB, call_id, attempt, **options)
+        else:
+            self.queue.enqueue(START_JOB, call_id, attempt, **options)
+        if pipeline is None:
+            pipe.execute()
+
+    def transaction(self) -> Any:
+        """A MULTI pipeline, opened up front: RQ's enqueue calls MULTI itself unless it is."""
+        pipe = self.redis.pipeline()
+        pipe.multi()
+        return pipe
+
+    def schedule_watchdog(self, call_id: str, due: float, pipeline: Any = None) -> None:
+        """(Re)schedule the call's one watchdog at ``due`` (UNIX time); an earlier scheduled
+        run becomes a no-op. The job and ``watchDue`` are written in one transaction: a crash
+        between the two must not leave ``watchDue`` naming a job that does not exist."""
+        due_ms = int(due * 1000)
+        pipe = pipeline if pipeline is not None else self.transaction()
+        self.queue.enqueue_at(
+            datetime.fromtimestamp(due, UTC),
+            WATCHDOG_JOB,
+            call_id,
+            due_ms,
+            job_id=self.watchdog_id(call_id, due_ms),
+            result_ttl=600,
+            pipeline=pipe,
+        )
+        self.store.mark(call_id, pipe, watch_due=due_ms)
+        if pipeline is None:
+            pipe.execute()
+
+    def watchdog_id(self, call_id: str, due_ms: int | bytes | str) -> str:
+        """The id of the call's watchdog job due at ``due_ms`` (the call's ``watchDue``)."""
+        due = due_ms.decode() if isinstance(due_ms, bytes) else due_ms
+        return job_id(self.settings, "watch", call_id, due)
+
+    def enqueue_stop(self, call_id: str) -> None:
+        """Queue the hang-up of a call whose stop is already recorded (at most one queued)."""
+        self.enqueue_command(STOP_JOB, "stop", call_id, once=True)
+
+    def enqueue_command(
+        self, func: str, kind: str, call_id: str, *args: Any, once: bool = False
+    ) -> None:
+        """Queue a command job; Daily's retryable errors are retried by RQ with backoff.
+
+        ``once``: one such job per call at a time (a second stop while the first is still
+        queued adds nothing); otherwise every request gets its own job.
+        """
+        parts: tuple[object, ...] = () if once else (uuid.uuid4().hex[:12],)
+        name = job_id(self.settings, kind, call_id, *parts)
+        if once:
+            queued = self.queue.fetch_job(name)
+            waiting = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+            if queued is not None and queued.get_status() in waiting:
+                return
+        retry = Retry(
+            max=len(defaults.COMMAND_RETRY_INTERVALS),
+            interval=list(defaults.COMMAND_RETRY_INTERVALS),
+        )
+        self.queue.enqueue(func, call_id, *args, job_id=name, result_ttl=600, retry=retry)
