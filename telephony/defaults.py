@@ -329,3 +329,9 @@ WEBHOOK_EXPONENTIAL_BASE = 30.0
 #: Pauses before RQ re-runs a stop / DTMF / transfer job that hit a retryable Daily error
 #: (5xx, 429, connection): a hang-up must not be lost to one bad second at Daily.
 COMMAND_RETRY_INTERVALS = (1, 5, 15)
+
+#: The command lane's queue: the main queue's name and this. Stop, DTMF and transfer jobs go
+#: there, every worker listens to it first, and each pool runs one worker on it alone (the
+#: reserve), so a person is hung up on at once even while every worker is busy starting a
+#: campaign's calls (measured before: stop p95 21.6 s behind a 1,000-call burst).
+COMMAND_QUEUE_SUFFIX = "-commands"

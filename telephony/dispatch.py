@@ -36,9 +36,22 @@ def start_stale_after(settings: Settings) -> float:
     return defaults.DAILY_CONNECT_TIMEOUT + settings.daily_read_timeout + 1.0
 
 
-def make_queue(client: redis.Redis, settings: Settings) -> Queue:
-    """The one queue every job goes through, with JSON-only arguments."""
-    return Queue(settings.queue_name, connection=client, serializer=JSONSerializer)
+def make_queue(client: redis.Redis, settings: Settings, name: str | None = None) -> Queue:
+    """A queue of the service's jobs (the main one by default), with JSON-only arguments."""
+    return Queue(name or settings.queue_name, connection=client, serializer=JSONSerializer)
+
+
+def command_queue_name(settings: Settings) -> str:
+    """The command lane: stop, DTMF, transfer and refer, never behind starts or timers."""
+    return settings.queue_name + defaults.COMMAND_QUEUE_SUFFIX
+
+
+def make_queues(client: redis.Redis, settings: Settings) -> list[Queue]:
+    """Every queue, in the order a worker listens to them: the command lane first."""
+    return [
+        make_queue(client, settings, command_queue_name(settings)),
+        make_queue(client, settings),
+    ]
 
 
 def job_id(settings: Settings, kind: str, call_id: str, *parts: object) -> str:
@@ -76,6 +89,9 @@ class Dispatch:
         self.settings = settings
         self.store = store
         self.queue = make_queue(client, settings)
+        #: The command lane (:func:`command_queue_name`): listened to first by every worker,
+        #: and alone by each pool's reserve worker.
+        self.commands = make_queue(client, settings, command_queue_name(settings))
 
     def enqueue_start(
         self,
@@ -149,7 +165,7 @@ class Dispatch:
         parts: tuple[object, ...] = () if once else (uuid.uuid4().hex[:12],)
         name = job_id(self.settings, kind, call_id, *parts)
         if once:
-            queued = self.queue.fetch_job(name)
+            queued = self.commands.fetch_job(name)
             waiting = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
             if queued is not None and queued.get_status() in waiting:
                 return
@@ -157,4 +173,4 @@ class Dispatch:
             max=len(defaults.COMMAND_RETRY_INTERVALS),
             interval=list(defaults.COMMAND_RETRY_INTERVALS),
         )
-        self.queue.enqueue(func, call_id, *args, job_id=name, result_ttl=600, retry=retry)
+        self.commands.enqueue(func, call_id, *args, job_id=name, result_ttl=600, retry=retry)

@@ -116,6 +116,14 @@ def queue(settings: Settings, redis_client: redis.Redis) -> Queue:
 
 
 @pytest.fixture
+def commands(settings: Settings, redis_client: redis.Redis) -> Queue:
+    """The test's command lane (stop, DTMF, transfer jobs); no worker takes from it."""
+    from telephony.dispatch import command_queue_name, make_queue
+
+    return make_queue(redis_client, settings, command_queue_name(settings))
+
+
+@pytest.fixture
 def app(settings: Settings) -> Any:
     from telephony.web import create_app
 

@@ -313,7 +313,7 @@ def test_dtmf_and_transfer_need_a_live_call(api: Api, queue: Queue, store: CallS
 
 
 def test_dtmf_and_transfer_on_an_answered_call_are_queued(
-    api: Api, queue: Queue, store: CallStore
+    api: Api, queue: Queue, commands: Queue, store: CallStore
 ) -> None:
     call_id = answered_call(store)
     dtmf = api.post(f"/v1/calls/{call_id}/dtmf",
@@ -322,10 +322,11 @@ def test_dtmf_and_transfer_on_an_answered_call_are_queued(
     assert (dtmf.json()["id"], dtmf.json()["state"]) == (call_id, "answered")
     transfer = api.post(f"/v1/calls/{call_id}/transfer", {"toEndPoint": SIP, "refer": True})
     assert transfer.status_code == 202
-    assert jobs(queue) == [
+    assert jobs(commands) == [  # the command lane, not behind starts
         (DTMF_JOB, [call_id, {"tones": "12#", "method": "sip-info", "digitDurationMs": 100}]),
         (TRANSFER_JOB, [call_id, {"toEndPoint": SIP, "refer": True}]),
     ]
+    assert jobs(queue) == []
 
 
 @pytest.mark.parametrize(
@@ -376,16 +377,18 @@ def test_stop_cancels_a_queued_call_and_is_idempotent(api: Api, queue: Queue) ->
     assert events == ["call.queued", "call.cancelled"]
 
 
-def test_stop_on_a_live_call_queues_the_hang_up(api: Api, queue: Queue, store: CallStore) -> None:
+def test_stop_on_a_live_call_queues_the_hang_up(
+    api: Api, commands: Queue, store: CallStore
+) -> None:
     call_id = answered_call(store)
     response = api.post(f"/v1/calls/{call_id}/stop", data="{}",
                         headers={"Content-Type": "application/json"})  # fmt: skip
     assert response.status_code == 202
     assert response.json()["stopRequested"] == 1
-    assert jobs(queue) == [(STOP_JOB, [call_id])]
+    assert jobs(commands) == [(STOP_JOB, [call_id])]
     again = api.post(f"/v1/calls/{call_id}/stop")
     assert again.status_code == 202
-    assert len(set(queue.get_job_ids())) == 1  # the same job id: still one hang-up
+    assert len(set(commands.get_job_ids())) == 1  # the same job id: still one hang-up
     assert_refused(api.post(f"/v1/calls/{call_id}/stop", data="x",
                             headers={"Content-Type": "text/plain"}), 415)  # fmt: skip
 

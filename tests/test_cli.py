@@ -221,7 +221,7 @@ def test_stop_show_and_refused_commands(env: dict[str, str], call_store: CallSto
 
 
 def test_transfer_and_dtmf_on_an_answered_call(
-    env: dict[str, str], call_store: CallStore, queue: Queue, answered: Any
+    env: dict[str, str], call_store: CallStore, commands: Queue, answered: Any
 ) -> None:
     call_id = answered(call_store)
     transfer = run(env, "transfer", call_id, PHONE, "--extension", "12", "--json")
@@ -231,7 +231,7 @@ def test_transfer_and_dtmf_on_an_answered_call(
     assert refused.returncode == 2 and "  --caller-id: " in refused.stderr
     dtmf = run(env, "dtmf", call_id, "1#", "--method", "sip-info")
     assert dtmf.returncode == 0 and "DTMF 1# queued" in dtmf.stdout
-    assert [job.func_name for job in queue.get_jobs()] == [TRANSFER_JOB, DTMF_JOB]
+    assert [job.func_name for job in commands.get_jobs()] == [TRANSFER_JOB, DTMF_JOB]
 
 
 # --- watch --------------------------------------------------------------------------------------

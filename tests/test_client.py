@@ -173,12 +173,12 @@ def test_commands_check_the_call_state(client: TelephonyClient, queue: Queue) ->
 
 
 def test_commands_on_an_answered_call_are_queued(
-    client: TelephonyClient, queue: Queue, call_store: CallStore, answered: Any
+    client: TelephonyClient, commands: Queue, call_store: CallStore, answered: Any
 ) -> None:
     call_id = answered(call_store)
     assert client.send_dtmf(call_id, "9#", method="auto", digit_duration_ms=80).state == "answered"
     client.transfer(call_id, PHONE, extension="12", wait_before_extension_dial_sec=2)
-    assert queued_jobs(queue) == [
+    assert queued_jobs(commands) == [
         (DTMF_JOB, [call_id, {"tones": "9#", "method": "auto", "digitDurationMs": 80}]),
         (TRANSFER_JOB, [call_id, {"toEndPoint": PHONE, "extension": "12",
                                   "waitBeforeExtensionDialSec": 2}]),

@@ -52,10 +52,10 @@ def scheduler_pid(client: redis.Redis, queue_name: str) -> int | None:
 
 
 def pool_children(pool_pid: int, workers: int) -> set[int]:
-    """Wait until the pool runs ``workers`` workers, its scheduler and its periodic work;
-    their pids."""
+    """Wait until the pool runs ``workers`` workers, its scheduler, its periodic work and its
+    command reserve; their pids."""
     found: set[int] = wait_for(
-        lambda: (now := processes_where(0, pool_pid)) and len(now) == workers + 2 and now,
+        lambda: (now := processes_where(0, pool_pid)) and len(now) == workers + 3 and now,
         10,
         f"the pool's {workers} workers, its scheduler and its periodic work",
     )

@@ -35,7 +35,7 @@ from rq.serializers import JSONSerializer
 
 from telephony import defaults
 from telephony.config import Settings
-from telephony.dispatch import make_queue
+from telephony.dispatch import make_queues
 from telephony.processes import end_group, finish_group, signal_group
 from telephony.store import connect
 from workers.periodic import run_periodic
@@ -72,14 +72,21 @@ def run_worker(
     burst: bool = False,
     level: str = "WARNING",
     with_scheduler: bool = True,
+    commands_only: bool = False,
 ) -> None:
-    """One worker, in the current process, until stopped (or idle, with ``burst``);
+    """One worker, in the current process, until stopped (or idle, with ``burst``), taking
+    from the command lane first; ``commands_only``: from it alone (a pool's reserve);
     ``with_scheduler``: RQ's own scheduler in a process it forks (outside the pool)."""
     client = connect(settings, "a worker", patient=True)
-    worker = Worker(
-        [make_queue(client, settings)], connection=client, name=name, serializer=JSONSerializer
-    )
+    queues = make_queues(client, settings)[: 1 if commands_only else None]
+    worker = Worker(queues, connection=client, name=name, serializer=JSONSerializer)
     worker.work(burst=burst, with_scheduler=with_scheduler, logging_level=level)
+
+
+def run_reserve(settings: Settings, name: str) -> None:
+    """The pool's reserve: a worker on the command lane alone, so a command is taken at once
+    even while every other worker is busy with starts."""
+    run_worker(settings, name, with_scheduler=False, commands_only=True)
 
 
 #: A pool child that is not a worker (the scheduler, the periodic work): run under a name
@@ -128,6 +135,7 @@ class Pool:
         self.services: dict[str, Service] = {
             f"telephony-scheduler-{where}": run_scheduler,
             f"telephony-periodic-{where}": run_periodic,
+            f"telephony-commands-{where}": run_reserve,
         }
 
     def _spawn(self, name: str | None = None) -> None:

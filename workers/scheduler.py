@@ -33,7 +33,7 @@ from rq.serializers import JSONSerializer
 
 from telephony import defaults
 from telephony.config import Settings
-from telephony.dispatch import make_queue
+from telephony.dispatch import make_queues
 from telephony.reconnect import OUTAGE
 from telephony.store import connect
 
@@ -55,16 +55,17 @@ def run_scheduler(settings: Settings, name: str) -> None:
     # A read that never returns (a connection left half-open by the restart) must not stop
     # the scheduler for good: every command is bounded.
     client = connect(settings, "the scheduler", socket_timeout=defaults.SCHEDULER_SOCKET_TIMEOUT)
+    queues = make_queues(client, settings)
     scheduler: Any = RQScheduler(  # rq's methods are untyped
-        [settings.queue_name],
+        [queue.name for queue in queues],
         connection=client,
         interval=defaults.SCHEDULER_INTERVAL,
         logging_level=logging.getLogger().level,
         serializer=JSONSerializer,
         name=name,
     )
-    rescue = Rescue(client, make_queue(client, settings))
-    wanted = {settings.queue_name}
+    rescues = [Rescue(client, queue) for queue in queues]
+    wanted = {queue.name for queue in queues}
     born = False
     while not stopping.is_set():
         try:
@@ -76,7 +77,8 @@ def run_scheduler(settings: Settings, name: str) -> None:
             if scheduler.acquired_locks:
                 scheduler.heartbeat()
                 scheduler.enqueue_scheduled_jobs()
-                rescue()
+                for rescue in rescues:
+                    rescue()
             OUTAGE.answered()
         except (redis.ConnectionError, redis.TimeoutError) as error:
             OUTAGE.failed(error)  # one line per outage; the next tick tries again

@@ -1,0 +1,63 @@
+"""The command lane: a stop is never stuck behind a campaign's starts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from conftest import WEBHOOK_SECRET, Processes, wait_for
+from support.pool import pool_env
+from support.servers import granian
+
+from telephony.calls import Calls
+from telephony.config import RateLimit, Settings
+from telephony.sandbox.server import Sandbox
+from telephony.store import unix_time
+from telephony.validation import call_request
+
+ANSWER, SLOW = "+15550100000", "+15550100063"  # SLOW: Daily answers its start after 3 s
+
+
+@pytest.mark.slow
+def test_a_stop_reaches_daily_within_a_second_behind_a_backlog_of_slow_starts(
+    settings: Settings, redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Two workers busy for seconds with slow starts, six more starts queued behind them: the
+    stop of an answered call reaches Daily within a second, long before the backlog drains."""
+    with Sandbox(api_key=settings.daily_api_key.reveal(), rate_limit=RateLimit(1000, 1.0)) as sb, \
+            granian(settings) as web:  # fmt: skip
+        sb.register_webhook(f"{web}/webhooks/daily", WEBHOOK_SECRET)
+        env = pool_env(redis_url, settings.key_prefix, settings.queue_name,
+                       DAILY_API_URL=sb.url, TELEPHONY_DIALOUT_LIMIT="1000/1s")  # fmt: skip
+        processes = Processes(env, tmp_path)
+        processes.spawn(["-m", "telephony", "worker", "-n", "2"], "pool")
+        calls = Calls(redis_client, settings)
+
+        def place(number: str) -> str:
+            call, _ = calls.place(call_request({"room": "sales-1", "phoneNumber": number}))
+            return str(call["id"])
+
+        try:
+            live = place(ANSWER)
+            wait_for(lambda: calls.store.state(live) == "answered", 15, "the call to answer")
+            backlog = [place(SLOW) for _ in range(8)]
+            wait_for(lambda: len(sb.starts()) >= 3, 5, "the workers to be busy starting")
+            asked = time.time()
+            calls.stop(live)
+
+            def stopped_at() -> Any:
+                hits = [e for e in sb.core.api_log.page({"source": "api", "limit": "100"})["data"]
+                        if "dialOut/stop" in e["url"]]  # fmt: skip
+                return hits and unix_time(hits[0]["createdAt"])
+
+            reached = wait_for(stopped_at, 10, "the stop to reach Daily")
+            started = {s["userId"] for s in sb.starts()} & set(backlog)
+            assert reached - asked < 1.0, f"the stop took {reached - asked:.2f} s"
+            assert len(started) < len(backlog)  # the starts were still queued
+            wait_for(lambda: calls.store.state(live) == "stopped", 5, "the call to end")
+            assert calls.store.get(live)["reason"] == "stopped"  # type: ignore[index]
+        finally:
+            processes.close()
