@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import WEBHOOK_SECRET, Processes, wait_for
+from conftest import WEBHOOK_SECRET, DialOut, Processes, answered_call, wait_for
 from support.pool import pool_env
 from support.servers import granian
 
@@ -59,5 +59,49 @@ def test_a_stop_reaches_daily_within_a_second_behind_a_backlog_of_slow_starts(
             assert len(started) < len(backlog)  # the starts were still queued
             wait_for(lambda: calls.store.state(live) == "stopped", 5, "the call to end")
             assert calls.store.get(live)["reason"] == "stopped"  # type: ignore[index]
+
+            ghost = answered_call(calls.store)  # a session Daily does not know (any more)
+            calls.send_dtmf(ghost, {"tones": "5"})
+            [why] = wait_for(lambda: failures(calls, ghost), 10, "Daily's refusal recorded")
+            assert why["why"] == "Daily refused it" and why["status"] == 404
         finally:
             processes.close()
+
+
+def failures(calls: Calls, call_id: str) -> list[dict[str, Any]]:
+    record = calls.store.get(call_id)
+    assert record is not None
+    return [e["data"] for e in record["history"] if e["event"] == "dtmf.failed"]
+
+
+@pytest.mark.slow
+def test_a_command_that_does_not_reach_daily_is_recorded_with_why(
+    settings: Settings, redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """No silent command: one for a call that ended first, and one whose retries ran out
+    (Daily unreachable: connection refused, retryable), each leave dtmf.failed with why."""
+    from rq import Retry
+    from support.pool import pool_env as env_of
+
+    from telephony.dispatch import DTMF_JOB
+    from telephony.redis_server import free_port
+
+    calls = Calls(redis_client, settings)
+    ended, unreachable = answered_call(calls.store), answered_call(calls.store)
+    calls.store.apply(DialOut(call_id=ended).webhook("dialout.stopped", f"e-{ended}"))
+    env = env_of(redis_url, settings.key_prefix, settings.queue_name,
+                 DAILY_API_URL=f"http://127.0.0.1:{free_port()}/v1")  # fmt: skip
+    processes = Processes(env, tmp_path)
+    tones = {"tones": "1"}
+    calls.dispatch.enqueue_command(DTMF_JOB, "dtmf", ended, tones)  # queued before it ended
+    calls.dispatch.commands.enqueue(DTMF_JOB, unreachable, tones,
+                                    retry=Retry(max=1, interval=0))  # fmt: skip
+    processes.spawn(["-m", "telephony", "worker", "-n", "1"], "pool")
+    try:
+        [why] = wait_for(lambda: failures(calls, ended), 10, "the first fate")
+        assert why == {**tones, "why": "the call ended first"}
+        [why] = wait_for(lambda: failures(calls, unreachable), 15, "the retries to run out")
+        assert why["why"] == "retries exhausted" and why["tones"] == "1"
+        assert calls.store.state(unreachable) == "answered"
+    finally:
+        processes.close()

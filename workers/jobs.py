@@ -16,12 +16,13 @@ and counts against the same attempt budget.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import random
 import time
 from collections.abc import Callable
 from typing import Any
+
+from rq import get_current_job
 
 from telephony import defaults, machine
 from telephony.daily import DailyClient
@@ -133,8 +134,16 @@ def stop_call(call_id: str) -> str:
         if call.state == "queued":
             ctx.calls.stop(call_id)
         return "no session yet"  # the start job stops it as soon as Daily accepts it
-    with contextlib.suppress(NotFoundError):  # already gone at Daily: record the stop anyway
+    try:
         ctx.daily.stop_dialout(str(call.room), session_id)
+    except NotFoundError:
+        pass  # already gone at Daily: record the stop anyway
+    except DailyError as exc:
+        if exc.retryable and _retries_left():
+            raise  # RQ tries again (COMMAND_RETRY_INTERVALS)
+        _not_sent(ctx, call_id, "stop", {}, exc)
+        schedule_watchdog(ctx, call_id, stale_after(ctx))  # which sends the hang-up again
+        return "failed"  # the call stays live in the books until Daily takes the hang-up
     fields = values(reason=reason, ended_at=iso_time(time.time()))
     record(ctx, "stop", "call.stopped", call_id, fields=fields)
     return "stopped"
@@ -147,23 +156,40 @@ def _on_session(
     send: Callable[[DailyClient, str, str], None],
     **change: Any,
 ) -> str:
-    """Send a command for the call's session; record ``{name}.failed`` when Daily refuses it.
-
-    Retryable errors are raised, so RQ retries the job (see ``COMMAND_RETRY_INTERVALS``).
+    """Send a command for the call's session. No command is silent: one that does not reach
+    Daily is recorded on the call as ``{name}.failed`` with ``why``: the call ended first,
+    Daily refused it, or its retries ran out (retryable errors are raised while RQ has retries
+    left, see ``COMMAND_RETRY_INTERVALS``).
     """
     ctx = context()
     call = ctx.store.load(call_id)
-    if call is None or not call.session_id:
-        return "no session"
+    if call is None:
+        return "no call"  # expired long ago: nothing left to record it on
+    if call.state in machine.FINAL or not call.session_id:
+        note(ctx, call_id, f"{name}.failed", {**payload, "why": "the call ended first"})
+        return "ended first"
     try:
         send(ctx.daily, str(call.room), call.session_id)
     except DailyError as exc:
-        if exc.retryable:
+        if exc.retryable and _retries_left():
             raise
-        note(ctx, call_id, f"{name}.failed", {**payload, **error_data(exc)})
+        _not_sent(ctx, call_id, name, payload, exc)
         return "failed"
     record(ctx, data=payload, call_id=call_id, **change)
     return "sent"
+
+
+def _retries_left() -> bool:
+    """Whether RQ will run the current job again if it raises (its ``Retry`` not spent)."""
+    job = get_current_job()
+    return bool(job is not None and job.retries_left)
+
+
+def _not_sent(
+    ctx: Context, call_id: str, name: str, payload: dict[str, Any], exc: DailyError
+) -> None:
+    why = "retries exhausted" if exc.retryable else "Daily refused it"
+    note(ctx, call_id, f"{name}.failed", {**payload, **error_data(exc), "why": why})
 
 
 def send_dtmf(call_id: str, dtmf: dict[str, Any]) -> str:
