@@ -139,6 +139,93 @@ def served(env: dict[str, str], workers: int, threads: int) -> Iterator[str]:
         yield url
 
 
+# --- command latency during a burst (issue #24) --------------------------------------------------
+
+#: Daily's own dial-out limit, ours the same: a burst's starts wait their turn.
+BURST_LIMIT = "50/1s"
+WEBHOOK_SECRET = "YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMhIQ=="
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "none"
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    p50, p95, top = (round(x * 1000) for x in (at(0.5), at(0.95), ordered[-1]))
+    return f"p50 {p50} ms, p95 {p95} ms, max {top} ms"
+
+
+def command_latency(burst: int, live: int, workers: int) -> int:
+    """``live`` answered calls, then a burst of ``burst`` starts paced at ``BURST_LIMIT``; while
+    it is queued, a DTMF and then a stop for every live call through ``POST /v1/calls/...``.
+    Prints 202 → Daily (the sandbox's log of the request) for stop and DTMF."""
+    import requests
+
+    from telephony.store import unix_time
+
+    began = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp,
+        RedisServer(Path(tmp) / "redis") as server,
+        Sandbox(api_key=API_KEY, rate_limit=RateLimit.parse(BURST_LIMIT)) as sandbox,
+    ):
+        env = {
+            **os.environ, "PYTHONPATH": str(REPO), "REDIS_URL": server.url,
+            "DAILY_API_URL": sandbox.url, "DAILY_API_KEY": API_KEY,
+            "DAILY_WEBHOOK_SECRET": WEBHOOK_SECRET, "TELEPHONY_API_TOKEN": TOKEN,
+            "TELEPHONY_DIALOUT_LIMIT": BURST_LIMIT, "TELEPHONY_KEY_PREFIX": "bench",
+            "TELEPHONY_QUEUE": "bench", "TELEPHONY_SPOOL_DIR": str(Path(tmp) / "spool"),
+        }  # fmt: skip
+        settings = Settings.from_env(env)
+        client: Any = redis.Redis.from_url(server.url)
+        keys = Keys(settings.key_prefix)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        pool = [["-m", "telephony", "worker", "-n", str(workers)]]
+        with served(env, 1, 4) as url, children(pool, env, REPO), \
+                TelephonyClient(settings=settings) as api:  # fmt: skip
+            sandbox.register_webhook(f"{url}/webhooks/daily", WEBHOOK_SECRET)
+            live_ids = [api.dial("bench", phone_number=DESTINATION).id for _ in range(live)]
+            wait_until(lambda: all(client.hget(keys.call(c), "state") == b"answered"
+                                   for c in live_ids), 60, "the live calls to answer")  # fmt: skip
+            sessions = {client.hget(keys.call(c), "sessionId").decode(): c for c in live_ids}
+            for _ in range(burst):
+                api.dial("bench", phone_number=DESTINATION)
+            asked: dict[tuple[str, str], float] = {}
+            session = requests.Session()
+            for kind, body in (("dtmf", {"tones": "1#"}), ("stop", None)):
+                for call_id in live_ids:
+                    answer = session.post(f"{url}/v1/calls/{call_id}/{kind}", json=body,
+                                          headers=auth, timeout=10)  # fmt: skip
+                    assert answer.status_code == 202, answer.text
+                    asked[(kind, call_id)] = time.time()
+                    time.sleep(0.05)
+            pending = burst - sum(1 for s in sandbox.starts() if s["userId"] not in live_ids)
+
+            def reached() -> dict[tuple[str, str], float]:
+                found = {}
+                for kind, path in (("dtmf", "dialOut/sendDTMF"), ("stop", "dialOut/stop")):
+                    log = sandbox.core.api_log.page({"source": "api", "url": path,
+                                                     "limit": "1000"})["data"]  # fmt: skip
+                    for entry in log:
+                        call_id = sessions.get(json.loads(entry["request"])["sessionId"])
+                        if call_id is not None:
+                            found[(kind, call_id)] = unix_time(entry["createdAt"]) or 0.0
+                return found
+
+            wait_until(lambda: len(reached()) >= len(asked), 120, "every command at Daily")
+            got = reached()
+    for kind in ("stop", "dtmf"):
+        delays = [got[key] - asked[key] for key in asked if key[0] == kind and key in got]
+        print(f"{kind:<5} 202 -> Daily ({len(delays)} of {live}): {percentiles(delays)}")
+    print(f"burst: {burst} starts paced at {BURST_LIMIT}, {workers} workers + the pool's reserve; "
+          f"{pending} starts still waiting when the last command was answered 202")  # fmt: skip
+    print(f"total {time.monotonic() - began:.0f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2000, help="jobs per throughput run")
@@ -147,7 +234,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="HTTP client processes")
     parser.add_argument("--server-workers", type=int, default=2, help="granian workers")
     parser.add_argument("--server-threads", type=int, default=2, help="granian threads each")
+    parser.add_argument(
+        "--commands",
+        type=int,
+        metavar="BURST",
+        default=0,
+        help="instead: stop and DTMF latency during a burst of BURST starts",
+    )
+    parser.add_argument("--live", type=int, default=20, help="answered calls to command")
     args = parser.parse_args(argv)
+    if args.commands:
+        return command_latency(args.commands, args.live, max(args.workers, 4))
     began = time.monotonic()
 
     with (
