@@ -69,8 +69,9 @@ def service(
     settings: Settings, redis_url: str, redis_client: redis.Redis, tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> Iterator[Service]:  # fmt: skip
-    """``request.param``: the sandbox's time scale and the webhook's ``retryType``."""
-    time_scale, retry_type = getattr(request, "param", (0.05, "exponential"))
+    """``request.param``: the sandbox's time scale, the webhook's ``retryType`` and
+    ``TELEPHONY_RECONCILE_AFTER``."""
+    time_scale, retry_type, quiet = getattr(request, "param", (0.05, "exponential", "1"))
     # Presence trails by 0.5 s here; the service allows 1 s (Daily: 15 s, allowed 20 s).
     fast = RateLimit(1000, 1.0)
     with Sandbox(api_key=settings.daily_api_key.reveal(), time_scale=time_scale,
@@ -78,7 +79,7 @@ def service(
         env = pool_env(redis_url, settings.key_prefix, settings.queue_name,
                        DAILY_API_URL=sandbox.url, TELEPHONY_DIALOUT_LIMIT="1000/1s",
                        TELEPHONY_WEBHOOK_CHECK_INTERVAL=str(CHECK),
-                       TELEPHONY_RECONCILE_AFTER="1", TELEPHONY_PRESENCE_LAG="1")  # fmt: skip
+                       TELEPHONY_RECONCILE_AFTER=quiet, TELEPHONY_PRESENCE_LAG="1")  # fmt: skip
         found = Service(sandbox, settings, redis_client, Processes(env, tmp_path), retry_type)
         try:
             yield found
@@ -115,7 +116,8 @@ def test_a_lost_final_webhook_is_reconciled_and_a_quiet_live_call_is_not(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("service", [(2.0, "circuit-breaker")], indirect=True)
+# Quiet calls are not looked at here (60 s): only the re-activation sends them to presence.
+@pytest.mark.parametrize("service", [(2.0, "circuit-breaker", "60")], indirect=True)
 def test_a_tripped_breaker_is_reactivated_and_every_call_ends_right(service: Service) -> None:
     """Ten live calls (answered at 2 s); the web process dies before six of them hang up
     (at 6 s: Daily's attempts fail, the breaker trips and the rest are dropped); it comes back
@@ -131,7 +133,8 @@ def test_a_tripped_breaker_is_reactivated_and_every_call_ends_right(service: Ser
     wait_for(lambda: ended | {s["userId"] for s in service.sandbox.sessions()
                               if s["state"] == "stopped"} >= set(hangups), 10,
              "the far ends to hang up")  # fmt: skip
-    assert set(service.states(everyone)) == {"answered"}  # nothing arrived meanwhile
+    # Meanwhile the webhook checks may already replay, from Daily's log, the deliveries that
+    # failed before the breaker tripped (the webhook was still ACTIVE): that is catch-up too.
 
     service.web = Granian(service.settings, port=port)
     wait_for(lambda: service.sandbox.webhooks()[0]["state"] == "ACTIVE", CHECK + 5, "re-activated")
