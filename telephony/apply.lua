@@ -198,6 +198,10 @@ apply = function(args)
       end
     end
     redis.call('HSET', key, 'state', dest, 'updatedAt', at)
+    if state == 'queued' and dest ~= 'queued' then
+      -- Bookkeeping true only while a call is queued (telephony/record.py): stale now.
+      redis.call('HDEL', key, 'waitingFor', 'nextAttemptAt')
+    end
   end
 
   local to = dest or state

@@ -19,6 +19,7 @@ from telephony.config import Settings
 from telephony.record import values
 from telephony.spool import Spool, SpoolFull
 from telephony.store import CallStore, Change, Outcome, iso_time, now_iso
+from telephony.validation import is_unicode
 
 
 class WebhookRejected(Exception):
@@ -279,7 +280,7 @@ def safe_form(value: Any) -> tuple[Any, dict[str, str]]:
 def _safe(value: Any, path: str, depth: int, changed: dict[str, str]) -> Any:
     if isinstance(value, str):
         text = value
-        if not _is_unicode(text):
+        if not is_unicode(text):
             text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
             changed[path] = "invalid Unicode replaced by U+FFFD"
         if len(text) > defaults.WEBHOOK_MAX_STRING:
@@ -298,11 +299,3 @@ def _safe(value: Any, path: str, depth: int, changed: dict[str, str]) -> Any:
         name = _safe(key, f"{path}.<key>", depth, changed)
         safe[name] = _safe(item, f"{path}.{name}" if path else name, depth + 1, changed)
     return safe
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -16,14 +16,13 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 from telephony import defaults
 from telephony.daily import DailyClient
 from telephony.errors import DailyError
 from telephony.inbound import to_change
-from telephony.record import decode_fields, values
+from telephony.record import values
 from telephony.store import CallStore, Change, unix_time
 
 log = logging.getLogger(__name__)
@@ -89,7 +88,9 @@ def presence(store: CallStore, daily: DailyClient) -> dict[str, int]:
     reactivated = unix_time(store.redis.hget(keys.webhook, "reactivatedAt")) or 0.0
     answered: dict[str, tuple[str, float]] = {}  # call id -> room, answered at
     gone = set(absent)  # forgotten unless still answered and open
-    for call_id, (state, room, updated, answered_at) in _open_calls(store):
+    open_calls = store.open_calls("state", "room", "updated_at", "answered_at")
+    for call_id, fields in (call for batch in open_calls for call in batch):
+        state, room, updated, answered_at = fields.values()
         if state != "answered":
             continue
         gone.discard(call_id)
@@ -125,23 +126,6 @@ def presence(store: CallStore, daily: DailyClient) -> dict[str, int]:
         log.warning("reconciled from presence: %(ended)d answered calls had left their room "
                     "without a final webhook; ended", counts)  # fmt: skip
     return counts
-
-
-def _open_calls(store: CallStore) -> Iterator[tuple[str, list[Any]]]:
-    """Every open dial-out's id with its state, room, updatedAt and answeredAt, read in
-    pipelined batches."""
-    wanted = ("state", "room", "updated_at", "answered_at")
-    cursor = 0
-    while True:
-        cursor, rows = store.redis.zscan(store.keys.open, cursor, count=defaults.SWEEP_BATCH)
-        ids = [member.decode() for member, _ in rows]
-        pipe = store.redis.pipeline(transaction=False)
-        for call_id in ids:
-            store.fields_on(pipe, call_id, *wanted)
-        for call_id, raw in zip(ids, pipe.execute(), strict=True):
-            yield call_id, list(decode_fields(wanted, raw).values())
-        if cursor == 0:
-            return
 
 
 def _end(store: CallStore, call_id: str, room: str, absent_for: float) -> None:

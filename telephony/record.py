@@ -66,6 +66,7 @@ FIELDS: dict[str, Field] = {
         Field("options", "json", doc="the dial-out's Daily options"),
         Field("ringTimeoutSec", "int", doc="ring timeout asked for"),
         Field("maxDurationSec", "int", doc="maximum duration asked for"),
+        # These two are true only while a call is queued: apply.lua removes them when it leaves.
         Field("nextAttemptAt", "time", doc="when a queued call's start is tried again"),
         Field("waitingFor", "text", doc="what a queued call waits for (only while it does)"),
         Field("answeredAt", "time", doc="when Daily reported the answer"),
@@ -79,9 +80,6 @@ FIELDS: dict[str, Field] = {
         Field("startJob", "text", shown=False, doc="id of the latest start job"),
     )
 }
-
-#: Bookkeeping true only while a call is ``queued``: removed by every move to another state.
-WHILE_QUEUED = ("waitingFor", "nextAttemptAt")
 
 #: The contract's fields, in the contract's order: always in the API's call object.
 ALWAYS = tuple(name for name, f in FIELDS.items() if f.always)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -52,13 +53,18 @@ def iso_time(seconds: float) -> str:
 
 
 def unix_time(text: Any) -> float | None:
-    """The inverse of :func:`iso_time` (any ISO 8601 form); None when absent or unreadable."""
+    """The inverse of :func:`iso_time` (any ISO 8601 form, or UNIX seconds as text, as records
+    written before times had one format hold); None when absent or unreadable."""
     if isinstance(text, bytes):
         text = text.decode()
     if not isinstance(text, str) or not text:
         return None
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    try:
+        return float(text)
     except ValueError:
         return None
 
@@ -129,9 +135,6 @@ class CallStore:
     def _args(self, change: Change) -> str:
         """``apply.lua``'s one argument: the change as named fields (documented there)."""
         plan = machine.plan(change.trigger)
-        fields = change.fields
-        if "queued" not in plan.moves.values():  # stale once the call is no longer queued
-            fields = {**dict.fromkeys(record.WHILE_QUEUED), **fields}
         named: dict[str, Any] = {
             "v": 1,
             "prefix": self.settings.key_prefix,
@@ -143,7 +146,7 @@ class CallStore:
             "at": change.at or now_iso(),
             "source": change.source,
             "data": json.dumps(change.data, separators=(",", ":")),
-            "fields": record.encode(fields),
+            "fields": record.encode(change.fields),
             "mode": change.mode,
             "retention": self.settings.call_retention,
             "feedMaxlen": self.settings.feed_maxlen,
@@ -189,10 +192,25 @@ class CallStore:
         raw = self.redis.hmget(self.keys.call(call_id), record.stored_names(attributes))
         return record.decode_fields(attributes, raw)
 
-    def fields_on(self, pipeline: Any, call_id: str, *attributes: str) -> None:
-        """Queue :meth:`fields` on ``pipeline``; decode its reply with
-        :func:`telephony.record.decode_fields` and the same ``attributes``."""
-        pipeline.hmget(self.keys.call(call_id), record.stored_names(attributes))
+    def open_calls(self, *attributes: str) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Calls not yet final (the open index) in batches of about ``SWEEP_BATCH``, each call
+        with the fields ``attributes`` (Python names; ``None`` for a vanished record): one
+        ``ZSCAN`` and one pipelined round trip per batch."""
+        names = record.stored_names(attributes)
+        cursor = 0
+        while True:
+            cursor, rows = self.redis.zscan(self.keys.open, cursor, count=defaults.SWEEP_BATCH)
+            ids = [member.decode() for member, _ in rows]
+            pipe = self.redis.pipeline(transaction=False)
+            for call_id in ids:
+                pipe.hmget(self.keys.call(call_id), names)
+            replies = pipe.execute() if ids else []
+            yield [
+                (call_id, record.decode_fields(attributes, raw))
+                for call_id, raw in zip(ids, replies, strict=True)
+            ]
+            if cursor == 0:
+                return
 
     def mark(self, call_id: str, pipeline: Any = None, **values: Any) -> None:
         """Record bookkeeping that moves no state (the latest start job, the watchdog's due

@@ -80,7 +80,7 @@ def _integer(low: int, high: int) -> Rule:
     )
 
 
-def _unicode(value: str) -> bool:
+def is_unicode(value: str) -> bool:
     """Whether ``value`` is valid Unicode: JSON's ``\\ud800`` escape yields a lone surrogate,
     which neither UTF-8 (Redis, the wire) nor Lua's cjson can hold."""
     try:
@@ -92,7 +92,7 @@ def _unicode(value: str) -> bool:
 
 def _text(max_len: int) -> Rule:
     return _rule(
-        lambda v: isinstance(v, str) and 0 < len(v) <= max_len and _unicode(v),
+        lambda v: isinstance(v, str) and 0 < len(v) <= max_len and is_unicode(v),
         f"must be a string of 1 to {max_len} characters (valid Unicode)",
     )
 
@@ -109,7 +109,7 @@ def _shown(value: str) -> bool:
 
 def _display_text(max_len: int) -> Rule:
     return _rule(
-        lambda v: isinstance(v, str) and 0 < len(v) <= max_len and _unicode(v) and _shown(v),
+        lambda v: isinstance(v, str) and 0 < len(v) <= max_len and is_unicode(v) and _shown(v),
         f"must be a string of 1 to {max_len} characters, without control or bidirectional "
         "override characters",
     )
@@ -123,7 +123,7 @@ def _is_json(value: Any, depth: int = 0) -> bool:
     if value is None or isinstance(value, bool):
         return True
     if isinstance(value, str):
-        return _unicode(value)
+        return is_unicode(value)
     if isinstance(value, int):
         return -d.JSON_MAX_INT <= value <= d.JSON_MAX_INT
     if isinstance(value, float):
@@ -132,7 +132,8 @@ def _is_json(value: Any, depth: int = 0) -> bool:
         return all(_is_json(item, depth + 1) for item in value)
     if isinstance(value, dict):
         return all(
-            isinstance(k, str) and _unicode(k) and _is_json(v, depth + 1) for k, v in value.items()
+            isinstance(k, str) and is_unicode(k) and _is_json(v, depth + 1)
+            for k, v in value.items()
         )
     return False
 

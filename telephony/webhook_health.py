@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import Any
 
 from telephony import reconcile
 from telephony.daily import DailyClient
-from telephony.store import CallStore, Change, now_iso
+from telephony.store import CallStore, Change, now_iso, unix_time
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ def check(store: CallStore, daily: DailyClient) -> dict[str, Any]:
         return {"status": "active", "replayed": reconcile.replay(store, daily)}
     uuid = str(ours.get("uuid") or known.get("uuid") or "")
     # It failed after both Daily's last successful push and our last check that saw it active.
-    since = max(_seconds(ours.get("lastMomentPushed")), float(known.get("activeAt") or 0))
+    since = max(unix_time(ours.get("lastMomentPushed")) or 0.0, float(known.get("activeAt") or 0))
     down = round(time.time() - since) if since else 0
     daily.update_webhook(uuid, url=url)  # re-activation: Daily sends its test request first
     data = {"webhookId": uuid, "url": url, "state": state, "downSec": down,
@@ -84,13 +83,3 @@ def check(store: CallStore, daily: DailyClient) -> dict[str, Any]:
 def _note(store: CallStore, found: str, problem: str, **extra: str) -> None:
     fields = {"status": found, "problem": problem, "checkedAt": now_iso(), **extra}
     store.redis.hset(store.keys.webhook, mapping=fields)
-
-
-def _seconds(moment: Any) -> float:
-    """An ISO time from Daily as UNIX seconds; 0 when absent or unreadable."""
-    if not isinstance(moment, str) or not moment:
-        return 0.0
-    try:
-        return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0

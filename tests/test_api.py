@@ -18,6 +18,7 @@ from conftest import API_TOKEN, DialOut
 from hypothesis import strategies as st
 from rq import Queue
 from support.hostile import HOSTILE, HOSTILE_TEXT, NAME_REFUSED, SIP_ACCEPTED, SIP_REFUSED
+from support.keys import redis_dump
 
 from telephony.config import Secret, Settings
 from telephony.dispatch import DTMF_JOB, START_JOB, STOP_JOB, TRANSFER_JOB
@@ -541,11 +542,6 @@ def test_one_unreadable_record_never_breaks_a_listing_or_the_feed(
 CALL_FIELDS = ["room", "phoneNumber", "sipUri", "displayName", "userId", "callerId", "extension",
                "waitBeforeExtensionDialSec", "video", "videoSettings", "codecs", "permissions",
                "ringTimeoutSec", "maxDurationSec", "metadata"]  # fmt: skip
-
-
-def redis_dump(client: Any) -> dict[bytes, bytes]:
-    """Every key of the test's Redis with its serialised value (no TTLs)."""
-    return {key: client.dump(key) for key in client.scan_iter(count=1000)}
 
 
 def test_hostile_calls_never_get_a_5xx_and_a_4xx_changes_nothing(

@@ -9,14 +9,11 @@ from typing import Any
 
 import pytest
 from conftest import API_TOKEN
+from support.keys import redis_dump
 from support.servers import granian
 
 from telephony import defaults
 from telephony.config import Settings
-
-
-def redis_dump(client: Any) -> dict[bytes, bytes]:
-    return {key: client.dump(key) for key in client.scan_iter(count=1000)}
 
 
 def chunked(port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import API_TOKEN
+from support.keys import redis_dump
 
 from telephony import defaults
 from telephony.store import CallStore, Change
@@ -122,11 +123,6 @@ def test_other_secret_is_refused(web: str, sign_webhook: Any) -> None:
     assert post(web, body, sign_webhook(body, secret=other)).status_code == 401
 
 
-def every_key(client: Any, prefix: str) -> dict[bytes, bytes]:
-    """Every key of the test's prefix with its serialized value (``DUMP``)."""
-    return {key: client.dump(key) for key in client.scan_iter(match=f"{prefix}*")}
-
-
 @pytest.mark.parametrize("body", [b'{"test": "test"}', b"{}", b'{"type": null, "id": "x"}'])
 @pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
 def test_test_request_is_acknowledged_and_changes_nothing(
@@ -135,12 +131,12 @@ def test_test_request_is_acknowledged_and_changes_nothing(
     """Daily's test request (no event ``type``) is answered 200 whether or not it is signed,
     or Daily could never register the webhook; it leaves every key as it was."""
     queue_call(store, "call-t")
-    before = every_key(store.redis, store.settings.key_prefix)
+    before = redis_dump(store.redis, f"{store.settings.key_prefix}*")
     headers = sign_webhook(body) if signed else {"Content-Type": "application/json"}
     response = post(web, body, headers)
     assert response.status_code == 200
     assert response.json() == {"ok": True, "status": "test"}
-    assert every_key(store.redis, store.settings.key_prefix) == before
+    assert redis_dump(store.redis, f"{store.settings.key_prefix}*") == before
 
 
 def test_an_unsigned_event_is_still_refused(web: str, store: CallStore) -> None:

@@ -60,7 +60,7 @@ def start_dialout(call_id: str, attempt: int) -> str:
         return _wait(ctx, call_id, attempt, wait, "dial-out rate limit")
 
     dialing_since = iso_time(time.time())
-    fields = values(attempts=Add(1), dialing_since=dialing_since, next_attempt_at=None)
+    fields = values(attempts=Add(1), dialing_since=dialing_since)
     if record(ctx, "dial", "call.dialing", call_id, fields=fields).status != "applied":
         if slot == "taken":  # the call ended meanwhile (cancelled): the slot is ours to return
             ctx.live.give_back(call_id)
@@ -114,7 +114,7 @@ def _refused(ctx: Context, call_id: str, attempt: int, exc: DailyError) -> str:
     reason = "retries-exhausted" if exc.retryable else "refused"
     record(
         ctx, "fail", "call.failed", call_id, data=error_data(exc),
-        fields=values(error=str(exc), reason=reason, next_attempt_at=None),
+        fields=values(error=str(exc), reason=reason),
     )  # fmt: skip
     return "failed"
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC
 
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from telephony import defaults
 from telephony.dispatch import start_stale_after
-from telephony.record import CallRecord, decode_fields, values
+from telephony.record import CallRecord, values
+from telephony.store import unix_time
 from workers.context import Context, context
 from workers.record import note, record
 
@@ -35,15 +35,6 @@ def stale_after(ctx: Context) -> float:
     return start_stale_after(ctx.settings)
 
 
-def _parse_time(value: Any) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return float(value)
-
-
 def call_deadline(call: CallRecord | None) -> float | None:
     """When the ring timeout or the maximum duration will end this call.
 
@@ -55,11 +46,11 @@ def call_deadline(call: CallRecord | None) -> float | None:
         return None
     state = call.state
     if state in _UNANSWERED:
-        since = _parse_time(call.dialing_since)
+        since = unix_time(call.dialing_since)
         ring = call.ring_timeout_sec or defaults.RING_TIMEOUT_MAX
         return None if since is None else since + ring
     if state == "answered":
-        since = _parse_time(call.answered_at)
+        since = unix_time(call.answered_at)
         limit = call.max_duration_sec or defaults.MAX_DURATION_MAX
         return None if since is None else since + limit
     return None
@@ -97,7 +88,7 @@ def watchdog(call_id: str, due_ms: int) -> str:
         return _watch_dialin(ctx, call)
     now = time.time()
     state, session = call.state, call.session_id
-    since = _parse_time(call.dialing_since) or now
+    since = unix_time(call.dialing_since) or now
     silent_until = since + stale_after(ctx) + ctx.settings.ambiguous_grace
     unsure = state == "dialing" and not session  # a start with no news yet
     deadline = call_deadline(call)
@@ -143,7 +134,7 @@ def _watch_dialin(ctx: Context, call: CallRecord) -> str:
     may drop the webhook that ends it, and a session must not stay live in the books forever.
     There is no dial-out hang-up for it: it is ended in the books, with reason max-duration."""
     call_id = call.id
-    since = _parse_time(call.created_at)
+    since = unix_time(call.created_at)
     if since is None:
         return "done"
     deadline = since + ctx.settings.dialin_max_duration
@@ -194,18 +185,11 @@ def sweep(ctx: Context) -> dict[str, int]:
     every pool, in batches of two round trips; calls that ended or expired leave the index.
     """
     keys, found = ctx.store.keys, {"open": 0, "rearmed": 0, "armed": 0, "forgotten": 0}
-    cursor = 0
-    while True:
-        cursor, rows = ctx.redis.zscan(keys.open, cursor, count=defaults.SWEEP_BATCH)
-        ids = [member.decode() for member, _ in rows]
-        pipe = ctx.redis.pipeline(transaction=False)
-        wanted = ("state", "watch_due", "start_job", "kind")
-        for call_id in ids:
-            ctx.store.fields_on(pipe, call_id, *wanted)
+    for batch in ctx.store.open_calls("state", "watch_due", "start_job", "kind"):
         checks: list[tuple[str, str, str | None]] = []  # call, watchdog job, start job
         gone = []
-        for call_id, raw in zip(ids, pipe.execute(), strict=True):
-            state, due, start, kind = decode_fields(wanted, raw).values()
+        for call_id, fields in batch:
+            state, due, start, kind = fields.values()
             if state not in _WATCHED:
                 gone.append(call_id)
                 continue
@@ -229,11 +213,10 @@ def sweep(ctx: Context) -> dict[str, int]:
         if gone:
             ctx.redis.zrem(keys.open, *gone)
             found["forgotten"] += len(gone)
-        if cursor == 0:
-            if found["rearmed"]:
-                log.warning("sweep: %(rearmed)d of %(open)d open calls had lost their jobs; "
-                            "their watchdogs are re-armed", found)  # fmt: skip
-            return found
+    if found["rearmed"]:
+        log.warning("sweep: %(rearmed)d of %(open)d open calls had lost their jobs; "
+                    "their watchdogs are re-armed", found)  # fmt: skip
+    return found
 
 
 def _fetch(ctx: Context, names: list[str]) -> list[Job | None]:
