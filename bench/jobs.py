@@ -115,7 +115,7 @@ def cpu(client: Any) -> tuple[float, float, float]:
 def dial_many(client: TelephonyClient, count: int) -> tuple[list[str], float]:
     """Queue ``count`` calls through the Python API; their ids and calls per second."""
     started = time.perf_counter()
-    ids = [client.dial("bench", phone_number=DESTINATION).id for _ in range(count)]
+    ids = [client.dial(f"bench-{n}", phone_number=DESTINATION).id for n in range(count)]
     return ids, count / (time.perf_counter() - started)
 
 
@@ -187,12 +187,12 @@ def command_latency(burst: int, live: int, workers: int) -> int:
         with served(env, 1, 4) as url, children(pool, env, REPO), \
                 TelephonyClient(settings=settings) as api:  # fmt: skip
             sandbox.register_webhook(f"{url}/webhooks/daily", WEBHOOK_SECRET)
-            live_ids = [api.dial("bench", phone_number=DESTINATION).id for _ in range(live)]
+            live_ids = [api.dial(f"live-{n}", phone_number=DESTINATION).id for n in range(live)]
             wait_until(lambda: all(client.hget(keys.call(c), "state") == b"answered"
                                    for c in live_ids), 60, "the live calls to answer")  # fmt: skip
             sessions = {client.hget(keys.call(c), "sessionId").decode(): c for c in live_ids}
-            for _ in range(burst):
-                api.dial("bench", phone_number=DESTINATION)
+            for n in range(burst):  # a room each, as Daily allows 5 legs in one
+                api.dial(f"burst-{n}", phone_number=DESTINATION)
             asked: dict[tuple[str, str], float] = {}
             session = requests.Session()
             for kind, body in (("dtmf", {"tones": "1#"}), ("stop", None)):

@@ -2,12 +2,14 @@
 
     python bench/webhooks.py            # about a minute; --help for the knobs
 
-Prints (a) ``POST /webhooks/daily`` throughput against a bare Flask endpoint returning "ok"
-served the same way, under granian (WSGI) and gunicorn (sync workers) with the same worker
-count; (b) Redis round trips per applied webhook, from Redis' own ``INFO commandstats``;
-(c) webhook → pub/sub subscriber latency at a fixed rate. Every request is a distinct, validly
-signed Daily event for a call that exists (dial-out lifecycles: connected, answered, warnings,
-stopped). It starts its own Redis and servers on free loopback ports and stops them by pid.
+Prints (a) ``POST /webhooks/daily`` throughput against two references served the same way: a
+bare Flask endpoint returning "ok", and the floor (Flask verifying the HMAC and running one
+no-op ``EVALSHA``, the least any design with one commit round trip does), under granian
+(WSGI) and gunicorn (sync workers) with the same worker count; (b) Redis round trips per
+applied webhook, from Redis' own ``INFO commandstats``; (c) webhook → pub/sub subscriber
+latency at a fixed rate. Every request is a distinct, validly signed Daily event for a call
+that exists (dial-out lifecycles: connected, answered, warnings, stopped). It starts its own
+Redis and servers on free loopback ports and stops them by pid.
 
 Load: ``wrk`` when installed (a Lua script cycles through pre-generated bodies), else a
 multi-process Python client with keep-alive connections; the output says which one ran.
@@ -83,6 +85,27 @@ def bare_app() -> Flask:
     return app
 
 
+def floor_app() -> Flask:
+    """The floor of any design with one commit round trip: the same route in Flask, verifying
+    the signature as Daily signs (HMAC-SHA256 of timestamp and body) and running one no-op
+    script by ``EVALSHA``. Our endpoint does this plus parsing, the safe form, the envelope and
+    the real script: what it costs beyond this floor is ours to answer for."""
+    app = Flask("floor")
+    key = signature.decode_secret(os.environ["DAILY_WEBHOOK_SECRET"])
+    noop: Any = redis.Redis.from_url(os.environ["REDIS_URL"]).register_script("return 1")
+
+    @app.post(PATH)
+    def daily() -> tuple[str, int]:
+        body = request.get_data()
+        stamp = request.headers.get(signature.TIMESTAMP_HEADER)
+        if not signature.verify(key, stamp, request.headers.get(signature.SIGNATURE_HEADER), body):
+            return "bad signature", 401
+        noop(keys=[], args=[])
+        return "ok", 200
+
+    return app
+
+
 # --- Servers -------------------------------------------------------------------------------------
 
 
@@ -95,7 +118,10 @@ class Config:
 def server_command(kind: str, app: str, port: int, config: Config) -> list[str]:
     """The server's Python arguments. ``asgi``: ours is the ASGI front ``telephony serve``
     runs (``telephony.web.asgi``), compared with the same bare WSGI app as ``granian``."""
-    target = {"ours": "telephony.web:create_app", "bare": "webhooks:bare_app"}[app]
+    target = {
+        "ours": "telephony.web:create_app", "bare": "webhooks:bare_app",
+        "floor": "webhooks:floor_app",
+    }[app]  # fmt: skip
     if kind == "asgi" and app == "ours":
         return ["-m", "granian", "--interface", "asgi", "--factory",
                 "--host", "127.0.0.1", "--port", str(port), "--workers", str(config.workers),
@@ -452,12 +478,13 @@ def main(argv: list[str] | None = None) -> int:
         for kind in servers:
             bodies = events.take(args.calls)
             bare = run(kind, "bare", bodies)
+            floor = run(kind, "floor", bodies)
             # Outcomes read before the "before" snapshot, so their HGETALL is not counted.
             counted, commands = outcomes(client), commandstats(client)
             ours = run(kind, "ours", bodies)
             commands = delta(commandstats(client), commands)
             counted = delta(outcomes(client), counted)
-            rows.append((kind, bare, ours, counted.get("duplicate", 0)))
+            rows.append((kind, bare, floor, ours, counted.get("duplicate", 0)))
             trips.append((kind, sum(counted.values()), commands))
 
         # The ASGI front against today's WSGI entry point, alternated (A B A B) so that the
@@ -494,11 +521,17 @@ def main(argv: list[str] | None = None) -> int:
         f"(granian: {args.threads} blocking threads each; gunicorn: sync)"
     )
     print()
-    print(f"{'server':<10} {'bare req/s':>11} {'ours req/s':>11} {'ours/bare':>10}  failed")
-    for kind, bare, ours, duplicates in rows:
+    print(f"{'server':<10} {'bare req/s':>11} {'floor req/s':>12} {'ours req/s':>11} "
+          f"{'ours/floor':>11} {'ours/bare':>10}  failed (bare/floor/ours)")  # fmt: skip
+    for kind, bare, floor, ours, duplicates in rows:
         note = f"  ({duplicates} duplicates: raise --calls)" if duplicates else ""
-        print(f"{kind:<10} {bare.rate:>11.0f} {ours.rate:>11.0f} {ours.rate / bare.rate:>9.2f}x"
-              f"  {bare.failed}/{ours.failed}{note}")  # fmt: skip
+        print(f"{kind:<10} {bare.rate:>11.0f} {floor.rate:>12.0f} {ours.rate:>11.0f} "
+              f"{ours.rate / floor.rate:>10.2f}x {ours.rate / bare.rate:>9.2f}x"
+              f"  {bare.failed}/{floor.failed}/{ours.failed}{note}")  # fmt: skip
+    print(
+        "floor: Flask verifying the HMAC and running one no-op EVALSHA (the least any "
+        "design with one commit round trip does); bare: Flask answering ok"
+    )
     if ab["asgi"]:
         wsgi, asgi = (", ".join(f"{r:.0f}" for r in ab[k]) for k in ("granian", "asgi"))
         ratio = sum(ab["asgi"]) / sum(ab["granian"])

@@ -8,8 +8,8 @@ the session until its call became known. Key names mirror telephony/keys.py.
 
 KEYS (the keys known before the call is resolved): 1 {p}:seq, 2 {p}:feed, 3 {p}:metrics,
 4 {p}:calls, 5 {p}:open, 6 {p}:live. The call's own keys ({p}:call:, {p}:history:,
-{p}:session:, {p}:pending:, {p}:seen:) are built from the prefix: a call may be known only by
-its session until this script resolves it.
+{p}:session:, {p}:pending:, {p}:seen:) and its room's legs ({p}:legs:) are built from the
+prefix: a call may be known only by its session until this script resolves it.
 
 ARGV[1]: the change, one JSON object with named fields (telephony/store.py builds it):
   v           format version (1)
@@ -221,6 +221,7 @@ apply = function(args)
     redis.call('EXPIRE', key, retention)
     redis.call('EXPIRE', history, retention)
     redis.call('ZREM', LIVE, call_id)
+    if room then redis.call('ZREM', prefix .. ':legs:' .. room, call_id) end
     redis.call('ZREM', OPEN, call_id)
     -- The listing index forgets calls whose records have expired: it cannot grow unbounded.
     redis.call('ZREMRANGEBYSCORE', CALLS, '-inf',

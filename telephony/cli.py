@@ -147,6 +147,9 @@ def _event_line(event: dict[str, Any], with_call: bool = True) -> str:
     words = [f"{event['seq']:>6}", str(event.get("at")), str(event.get("event")), moved]
     if with_call:
         words.insert(2, str(event.get("callId") or "-"))
+    data = event.get("data")
+    if event.get("event") == "call.waiting" and isinstance(data, dict) and data.get("for"):
+        words.append(f"for {data['for']}")  # why the call is not dialling
     words.append(f"[{event.get('source')}]")
     if event.get("ignored"):
         words.append("(ignored)")

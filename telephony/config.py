@@ -110,6 +110,7 @@ class Settings:
     feed_maxlen: int = defaults.FEED_MAXLEN
     dedupe_ttl: int = defaults.DEDUPE_TTL
     max_live_calls: int = defaults.MAX_LIVE_CALLS
+    room_leg_limit: int = defaults.ROOM_LEG_LIMIT
     retry_max_attempts: int = defaults.RETRY_MAX_ATTEMPTS
     retry_base: float = defaults.RETRY_BASE
     retry_cap: float = defaults.RETRY_CAP
@@ -147,6 +148,7 @@ class Settings:
             feed_maxlen=_int(env, "TELEPHONY_FEED_MAXLEN", defaults.FEED_MAXLEN, minimum=1),
             dedupe_ttl=_int(env, "TELEPHONY_DEDUPE_TTL", defaults.DEDUPE_TTL, minimum=1),
             max_live_calls=_int(env, "TELEPHONY_MAX_LIVE_CALLS", defaults.MAX_LIVE_CALLS),
+            room_leg_limit=_int(env, "TELEPHONY_ROOM_LEG_LIMIT", defaults.ROOM_LEG_LIMIT),
             retry_max_attempts=_int(
                 env, "TELEPHONY_RETRY_MAX_ATTEMPTS", defaults.RETRY_MAX_ATTEMPTS, minimum=1
             ),

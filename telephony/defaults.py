@@ -205,9 +205,16 @@ AMBIGUOUS_GRACE = 30.0
 #: Live calls (dialing → answered) allowed at once across the cluster; 0 means no cap.
 MAX_LIVE_CALLS = 0
 
-#: Seconds a start waiting for a live-call slot sleeps (as a scheduled job) before it looks
-#: again: calls last minutes, so checking every few seconds costs nothing and loses little.
-LIVE_CALLS_RECHECK = 2.0
+#: SIP/PSTN legs allowed at once in one room, across the cluster; 0 means no limit. Daily's
+#: ``max_sip_pstn_sessions_per_room`` is 5 unless raised for the domain (``../shared/
+#: daily-api.md``): a sixth start is refused, so it waits here (``queued``) instead of being
+#: sent. Set it to the room's real limit when Daily raised it.
+ROOM_LEG_LIMIT = 5
+
+#: Seconds a start waiting for a slot (a room leg or a live-call slot) sleeps, as a scheduled
+#: job, before it looks again: calls last minutes, so checking every few seconds costs nothing
+#: and loses little.
+SLOT_RECHECK = 2.0
 
 #: Seconds between the watchdog's looks at a ringing call that has a ``maxDurationSec``: its
 #: answer arrives as a webhook in the web process, which schedules nothing, so the watchdog
@@ -315,6 +322,10 @@ SANDBOX_HANG_MIN = 1.0
 #: Seconds the sandbox's room presence trails a leg joining or leaving (at time scale 1):
 #: Daily says its presence can lag by up to about 15 s, so the service must cope with that.
 SANDBOX_PRESENCE_LAG = 15.0
+
+#: SIP/PSTN legs the sandbox lets live at once in one room (Daily's default
+#: ``max_sip_pstn_sessions_per_room``); a start beyond it is refused with 400.
+SANDBOX_ROOM_LEGS = 5
 
 #: Consecutive failed deliveries that trip Daily's circuit breaker (webhook → ``FAILED``).
 WEBHOOK_FAILURE_LIMIT = 3

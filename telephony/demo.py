@@ -150,7 +150,8 @@ class Campaign:
     def place(self) -> None:
         run = secrets.token_hex(4)  # keys of earlier runs (same data dir) must not replay
         for index, sample in enumerate(self.samples):
-            body = {"room": "demo-room", **sample.body, "metadata": {"sample": sample.label}}
+            room = f"demo-room-{index + 1}"  # a room each: Daily allows 5 legs in one room
+            body = {"room": room, **sample.body, "metadata": {"sample": sample.label}}
             response = self.session.post(
                 f"{self.stack.api}/v1/calls",
                 json=body,

@@ -13,6 +13,7 @@ never by parsing text::
         ├── NotAllowedError         NOT_ALLOWED: dial-out/PSTN not enabled; never retry
         ├── NotFoundError           404: no such room, session or webhook
         ├── DialoutInProgressError  DIALOUT_IN_PROGRESS / "dialOut already started"
+        ├── RoomFullError           the room's SIP/PSTN legs are all in use: wait for one to end
         └── RetryableError          worth another try after a pause
             ├── TemporarilyNotAvailableError   TEMPORARILY_NOT_AVAILABLE (any status)
             ├── RateLimitedError               429, with Daily's delay when it gives one
@@ -93,6 +94,15 @@ class DialoutInProgressError(DailyAPIError):
     retryable = True
 
 
+class RoomFullError(DailyAPIError):
+    """The room already has as many SIP/PSTN legs as it allows (Daily's
+    ``max_sip_pstn_sessions_per_room``, 5 by default): no call was placed, and the same start
+    succeeds once a leg of that room has ended. A start refused so waits; it is not a failure.
+    """
+
+    retryable = True
+
+
 class RetryableError(DailyAPIError):
     """Daily could not serve the request now; the same request may succeed later."""
 
@@ -118,6 +128,8 @@ _NAMED: tuple[tuple[str, type[DailyAPIError]], ...] = (
     ("DIALOUT_IN_PROGRESS", DialoutInProgressError),
     ("dialOut already started", DialoutInProgressError),
     ("rate-limit-error", RateLimitedError),
+    # Undocumented by Daily; the text is the sandbox's (../shared/daily-api.md).
+    ("max SIP/PSTN sessions", RoomFullError),
 )
 
 _BY_TYPE: dict[str, type[DailyAPIError]] = {

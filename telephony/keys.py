@@ -18,6 +18,7 @@ key                                    type        holds
 ``{p}:idem:{key}``                     hash        Idempotency-Key → body digest and call id
 ``{p}:limit:dialout``                  zset        reserved start slots (dial-out pacing)
 ``{p}:live``                           zset        calls holding a live-call slot
+``{p}:legs:{room}``                    zset        calls holding one of the room's legs
 ``{p}:metrics``                        hash        event counters by outcome and state entered
 ``{p}:events`` (channel)               pub/sub     every recorded event
 ``{p}:calls:{id}`` (channel)           pub/sub     one call's events
@@ -91,6 +92,10 @@ class Keys:
     @property
     def live(self) -> str:
         return f"{self.prefix}:live"
+
+    def room_legs(self, room: str) -> str:
+        """The room's legs in use (room names are validated: no ``:`` or spaces)."""
+        return f"{self.prefix}:legs:{room}"
 
     @property
     def metrics(self) -> str:

@@ -46,6 +46,7 @@ TRANSITIONS: list[dict[str, object]] = [
     {"trigger": "fail", "source": _NOT_FINAL, "dest": "error"},
     # Recorded on the call without moving it.
     {"trigger": "note", "source": list(STATES), "dest": None},
+    {"trigger": "wait", "source": "queued", "dest": None},
     {"trigger": "transfer", "source": ["connected", "answered"], "dest": None},
     {"trigger": "send_dtmf", "source": ["connected", "answered"], "dest": None},
     # A dial-in session is first seen through any of its events; a warning proves it is up.

@@ -19,6 +19,7 @@ from rq import Queue
 from telephony.cli import build_parser
 from telephony.config import Settings
 from telephony.dispatch import DTMF_JOB, START_JOB, TRANSFER_JOB
+from telephony.record import values
 from telephony.store import CallStore, Change
 
 PHONE = "+15550100000"
@@ -255,6 +256,13 @@ def test_watch_catches_up_then_follows_live_and_ctrl_c_exits_0(
     assert second.call_id in live and "call.cancelled" in live and "queued -> stopped" in live
     event = json.loads(one.line())
     assert (event["event"], event["to"]) == ("call.cancelled", "stopped")
+    waiting = Change(
+        trigger="wait", event="call.waiting", source="worker", call_id=first.call_id,
+        data={"for": "room-legs"}, fields=values(waiting_for="room-legs"),
+    )  # fmt: skip
+    call_store.apply(waiting)
+    line = everything.line()
+    assert "call.waiting" in line and "for room-legs" in line  # why it is not dialling
     for process in (everything, one):
         process.process.send_signal(signal.SIGINT)
         code, _, err = process.finish()

@@ -412,6 +412,21 @@ def test_start_refusals(
     assert not any(s["destination"] == body["phoneNumber"] for s in sandbox.sessions())
 
 
+def test_a_full_room_is_a_wait_not_a_refusal(client: Any) -> None:
+    """The sixth leg in a room: its own class, retryable (it succeeds once a leg ends)."""
+    from telephony.config import RateLimit
+    from telephony.sandbox.server import Sandbox
+
+    with Sandbox(time_scale=0.05, rate_limit=RateLimit(100, 1.0), room_legs=2) as sb:
+        daily: DailyClient = client(sb.url, api_key=sb.api_key)
+        for n in range(2):
+            daily.start_dialout("r", {"phoneNumber": ANSWERS, "userId": f"u{n}"})
+        with pytest.raises(errors.RoomFullError) as caught:
+            daily.start_dialout("r", {"phoneNumber": ANSWERS, "userId": "u2"})
+        assert caught.value.retryable and caught.value.status == 400
+        assert daily.start_dialout("r2", {"phoneNumber": ANSWERS, "userId": "u2"})
+
+
 @pytest.mark.parametrize("number", ["+15550100042", "+15550100052"])
 def test_temporarily_unavailable_passes_after_refusals(daily: DailyClient, number: str) -> None:
     body = {"phoneNumber": number, "userId": "call-tna"}

@@ -98,10 +98,10 @@ def iso_seconds(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def other_client_start(stack: Stack, user_id: str) -> int:
+def other_client_start(stack: Stack, user_id: str, room: str = "elsewhere") -> int:
     """A dial-out started at the sandbox by someone else on the same Daily domain."""
     response = requests.post(
-        f"{stack.sandbox.url}/rooms/elsewhere/dialOut/start",
+        f"{stack.sandbox.url}/rooms/{room}/dialOut/start",
         json={"phoneNumber": HANGUP, "userId": user_id},
         headers={"Authorization": f"Bearer {DAILY_API_KEY}"},
         timeout=5,
@@ -165,7 +165,7 @@ class TestMain:
         assert call["attempts"] == 1 and call["error"] is None
         [start] = main.starts(call_id)
         assert start["status"] == 200 and start["sessionId"] == call["sessionId"]
-        assert start["destination"] == ANSWER and start["room"] == "sales-1"
+        assert start["destination"] == ANSWER and start["room"] == call["room"]
         assert main.session(call_id)["state"] == "answered"
 
     def test_ring_timeout_stops_a_call_nobody_answers(self, main: Stack, batch: Batch) -> None:
@@ -262,8 +262,8 @@ class TestMain:
         assert call["reason"] == "refused" and call["attempts"] == 1
         assert moves_of(call) == ["queued", "dialing", "error"]
         assert call["history"][-1]["data"]["error"] == error
-        room = "not-hosting" if scenario == "not_hosting" else "sales-1"
-        starts = [s for s in main.sandbox.starts() if s["room"] == room]  # no userId on a 404
+        # No userId on a 404: found by the call's room.
+        starts = [s for s in main.sandbox.starts() if s["room"] == call["room"]]
         assert [s["status"] for s in starts if s["userId"] in (call_id, None)] == [status]
 
     @pytest.mark.parametrize("scenario", ["slow", "drop"])
@@ -421,7 +421,9 @@ class TestPacing:
         waited = [c for c in ids if any(s["waitingFor"] for s in observer.seen[c])]
         assert len(waited) >= BURST - 2 * PACE_COUNT
         for call_id in waited:
-            assert_saw_waiting(observer, call_id, "dial-out rate limit")
+            assert_saw_waiting(observer, call_id, "pacing")
+            waits = [e for e in paced.call(call_id)["history"] if e["event"] == "call.waiting"]
+            assert [e["data"]["for"] for e in waits] == ["pacing"]  # once, not once per look
             waiting = [s for s in observer.seen[call_id] if s["nextAttemptAt"]]
             assert {s["state"] for s in waiting} == {"queued"}
 
@@ -476,6 +478,62 @@ class TestHundredCallBurst:
         assert crowded_windows([s["t"] for s in starts], self.COUNT, self.WINDOW) == []
 
 
+class TestRoomLegs:
+    """Daily's 5 legs per room: starts beyond wait (``queued``, visibly) until a leg ends."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def legs(cls, redis_url: str, logs: Path) -> Iterator[Stack]:
+        with Stack(redis_url, logs, workers=3) as stack:
+            yield stack
+
+    def test_eight_calls_in_one_room_never_exceed_five_legs(self, legs: Stack) -> None:
+        room = "legs-8"
+        ids = [legs.place(HANGUP, room=room) for _ in range(8)]
+        observer = Observer(legs, ids)
+        try:
+            for call_id in ids:
+                legs.wait(call_id, "stopped", timeout=20)
+        finally:
+            observer.close()
+        assert legs.sandbox.rooms()[room]["peak"] == 5  # Daily's own count, never a sixth
+        starts = [s for s in legs.sandbox.starts() if s["room"] == room]
+        assert sorted(s["userId"] for s in starts) == sorted(ids)  # each dialled once
+        assert {s["status"] for s in starts} == {200}  # none refused: they waited here
+        waited = [c for c in ids if "call.waiting" in events_of(legs.call(c))]
+        assert len(waited) == 3
+        for call_id in ids:
+            call = legs.call(call_id)
+            assert call["reason"] == "hangup" and call["attempts"] == 1
+            assert "waitingFor" not in call  # not after
+        for call_id in waited:
+            waits = [e for e in legs.call(call_id)["history"] if e["event"] == "call.waiting"]
+            assert [e["data"]["for"] for e in waits] == ["room-legs"]  # once per wait
+            assert_saw_waiting(observer, call_id, "room-legs")
+            dialed = next(s["t"] for s in starts if s["userId"] == call_id)
+            first_end = min(
+                e["t"] for c in ids for e in legs.session(c)["events"]
+                if e["type"] == "dialout.stopped"
+            )  # fmt: skip
+            assert dialed > first_end  # dialled only once a leg had ended
+
+    def test_daily_refusing_a_leg_is_a_wait(self, legs: Stack) -> None:
+        """Someone else holds four of the room's legs: our limiter lets two starts through,
+        Daily refuses the second (a sixth leg); it waits and dials once a leg ends."""
+        room = "shared"
+        assert [other_client_start(legs, f"someone-{n}", room) for n in range(4)] == [200] * 4
+        ids = [legs.place(HANGUP, room=room) for _ in range(2)]
+        calls = [legs.wait(call_id, "stopped", timeout=20) for call_id in ids]
+        assert all(c["reason"] == "hangup" and c["attempts"] == 1 for c in calls)
+        refused = [c for c in calls if "call.waiting" in events_of(c)]
+        assert len(refused) == 1
+        [wait] = [e for e in refused[0]["history"] if e["event"] == "call.waiting"]
+        assert wait["data"]["for"] == "room-legs" and wait["data"]["status"] == 400
+        statuses = [s["status"] for s in legs.starts(refused[0]["id"])]
+        assert statuses == [400, 200]
+        assert legs.sandbox.rooms()[room]["peak"] == 5
+
+
 class TestLiveCap:
     @pytest.fixture(scope="class")
     @classmethod
@@ -491,7 +549,7 @@ class TestLiveCap:
         observer = Observer(capped, [second])
         try:
             wait_for(
-                lambda: any(s["waitingFor"] == "live-call cap" for s in observer.seen[second]),
+                lambda: any(s["waitingFor"] == "live-cap" for s in observer.seen[second]),
                 5,
                 "the second call to wait for a live-call slot",
             )
@@ -501,7 +559,7 @@ class TestLiveCap:
             capped.wait(second, "answered", timeout=10)
         finally:
             observer.close()
-        assert_saw_waiting(observer, second, "live-call cap")
+        assert_saw_waiting(observer, second, "live-cap")
         assert {s["state"] for s in observer.seen[second] if s["nextAttemptAt"]} == {"queued"}
         ended = capped.session(first, "stopped")["events"][-1]["t"]
         [start] = capped.starts(second)

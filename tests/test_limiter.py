@@ -11,7 +11,8 @@ from typing import Any
 import redis
 
 from telephony.config import RateLimit
-from telephony.limiter import LiveCalls, SlidingWindowLimiter
+from telephony.keys import Keys
+from telephony.limiter import SlidingWindowLimiter, Slots
 
 #: One process hammering ``acquire``: says ``ready``, waits for a line on stdin, then for
 #: ``argv[5]`` seconds of Redis time records each grant as (Redis TIME before, after).
@@ -113,15 +114,44 @@ def test_wait_says_when_a_slot_frees(redis_client: redis.Redis, key_prefix: str)
 
 
 def test_live_calls_cap(redis_client: redis.Redis, key_prefix: str) -> None:
-    live = LiveCalls(redis_client, f"{key_prefix}:live", cap=2)
-    assert [live.take("a"), live.take("b"), live.take("c")] == ["taken", "taken", ""]
-    assert live.take("a") == "held"  # another run of a's start: not its slot to give back
-    live.give_back("a")
-    assert live.take("c") == "taken"
+    live = Slots(redis_client, Keys(key_prefix), room_leg_limit=0, cap=2)
+    assert [live.take(c, "r") for c in "abc"] == ["taken", "taken", "live-cap"]
+    assert live.take("a", "r") == "held"  # another run of a's start: not its slot to give back
+    live.give_back("a", "r")
+    assert live.take("c", "r") == "taken"
+
+
+def test_room_legs_per_room(redis_client: redis.Redis, key_prefix: str) -> None:
+    """A room's legs are counted apart from other rooms', and taken with the live cap."""
+    slots = Slots(redis_client, Keys(key_prefix), room_leg_limit=2, cap=3)
+    for call_id in "abcde":  # live calls (a full room reclaims the legs of ended ones)
+        redis_client.hset(Keys(key_prefix).call(call_id), "state", "dialing")
+    assert [slots.take(c, "one") for c in "abc"] == ["taken", "taken", "room-legs"]
+    assert slots.take("d", "two") == "taken"
+    assert slots.take("e", "two") == "live-cap"  # room two has a leg free, the cluster not
+    slots.give_back("a", "one")
+    assert slots.take("e", "two") == "taken"
+    assert slots.take("c", "one") == "live-cap"
+    assert redis_client.zcard(Keys(key_prefix).room_legs("one")) == 1  # nothing half-taken
+
+
+def test_room_legs_of_ended_calls_are_reclaimed(redis_client: redis.Redis, key_prefix: str) -> None:
+    """A leg whose call ended (or expired) without giving it back does not block the room."""
+    keys = Keys(key_prefix)
+    slots = Slots(redis_client, keys, room_leg_limit=2, cap=0)
+    for call_id, state in (("a", "answered"), ("b", "stopped"), ("c", "dialing")):
+        redis_client.hset(keys.call(call_id), "state", state)
+    assert [slots.take(c, "r") for c in "abx"] == ["taken", "taken", "taken"]  # x: no limit hit
+    slots.give_back("x", "r")
+    assert slots.take("c", "r") == "taken"  # b had ended without giving its leg back
+    assert sorted(redis_client.zrange(keys.room_legs("r"), 0, -1)) == [b"a", b"c"]
+    assert slots.take("d", "r") == "room-legs"  # a and c are live
+    redis_client.delete(keys.call("a"))  # a's record expired
+    assert slots.take("d", "r") == "taken"
 
 
 def test_live_calls_without_a_cap_cost_nothing(redis_client: redis.Redis, key_prefix: str) -> None:
-    live = LiveCalls(redis_client, f"{key_prefix}:live", cap=0)
-    assert all(live.take(f"call-{n}") == "taken" for n in range(50))
-    live.give_back("call-1")
-    assert redis_client.exists(f"{key_prefix}:live") == 0  # no Redis command was needed
+    live = Slots(redis_client, Keys(key_prefix), room_leg_limit=0, cap=0)
+    assert all(live.take(f"call-{n}", "r") == "taken" for n in range(50))
+    live.give_back("call-1", "r")
+    assert redis_client.keys(f"{key_prefix}:*") == []  # no Redis command was needed

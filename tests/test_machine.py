@@ -29,6 +29,7 @@ EXPECTED_MOVES: dict[str, dict[str, str]] = {
     "stop": {s: "stopped" for s in _BEFORE_FINAL},
     "fail": {s: "error" for s in _BEFORE_FINAL},
     "note": {s: s for s in STATES},
+    "wait": {"queued": "queued"},
     "transfer": {"connected": "connected", "answered": "answered"},
     "send_dtmf": {"connected": "connected", "answered": "answered"},
     "warn": {"new": "connected", **{s: s for s in _BEFORE_FINAL[1:]}},

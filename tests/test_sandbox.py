@@ -265,6 +265,27 @@ def test_room_names_are_validated_and_not_hosting_is_404(sandbox: Sandbox) -> No
         assert_error(response, 404, "not-found-error", "Room is not hosting a call")
 
 
+def test_a_sixth_leg_in_a_room_is_refused_until_one_ends() -> None:
+    """Daily's ``max_sip_pstn_sessions_per_room`` (5): a sixth start in the room is refused
+    400 and places nothing; another room is not affected; a leg that ends frees its place."""
+    with Sandbox(time_scale=0.05, rate_limit=RateLimit(100, 1.0)) as sandbox:
+        legs = [
+            started(sandbox, "full", phoneNumber="+15550100000", userId=f"u{n}") for n in range(5)
+        ]
+        refused = start(sandbox, "full", phoneNumber="+15550100000", userId="u5")
+        assert_error(refused, 400, "invalid-request-error", "max SIP/PSTN sessions reached")
+        assert sandbox.starts()[-1]["status"] == 400 and sandbox.starts()[-1]["sessionId"] is None
+        assert len(sandbox.sessions()) == 5  # nothing placed
+        started(sandbox, "other", phoneNumber="+15550100000")
+        assert post(sandbox, "/rooms/full/dialOut/stop", {"sessionId": legs[0]}).status_code == 200
+        eventually(
+            lambda: start(sandbox, "full", phoneNumber="+15550100000", userId="u5").ok or None,
+            what="the stopped leg's place to be free",
+        )
+        rooms = requests.get(f"{sandbox.base_url}/_sandbox/rooms", timeout=5).json()
+        assert rooms == {"full": {"legs": 5, "peak": 5}, "other": {"legs": 1, "peak": 1}}
+
+
 def test_unknown_routes_and_methods_answer_daily_style_json(sandbox: Sandbox) -> None:
     response = requests.get(sandbox.url + "/nowhere", headers=auth(sandbox.api_key))
     assert_error(response, 404, "not-found-error")

@@ -14,7 +14,7 @@ from telephony.calls import Calls
 from telephony.config import Settings
 from telephony.daily import DailyClient
 from telephony.dispatch import Dispatch
-from telephony.limiter import LiveCalls, SlidingWindowLimiter
+from telephony.limiter import SlidingWindowLimiter, Slots
 from telephony.store import CallStore, connect
 
 
@@ -27,7 +27,7 @@ class Context:
     dispatch: Dispatch
     daily: DailyClient
     pacing: SlidingWindowLimiter
-    live: LiveCalls
+    slots: Slots
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
@@ -42,7 +42,7 @@ class Context:
             dispatch=calls.dispatch,
             daily=DailyClient.from_settings(settings),
             pacing=SlidingWindowLimiter(client, store.keys.dialout_limit, settings.dialout_limit),
-            live=LiveCalls(client, store.keys.live, settings.max_live_calls),
+            slots=Slots(client, store.keys, settings.room_leg_limit, settings.max_live_calls),
         )
 
 

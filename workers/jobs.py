@@ -26,8 +26,8 @@ from rq import get_current_job
 
 from telephony import defaults, machine
 from telephony.daily import DailyClient
-from telephony.errors import DailyAmbiguousError, DailyError, NotFoundError
-from telephony.record import Add, values
+from telephony.errors import DailyAmbiguousError, DailyError, NotFoundError, RoomFullError
+from telephony.record import Add, CallRecord, values
 from telephony.store import iso_time
 from workers.context import Context, context
 from workers.record import error_data, note, record
@@ -50,20 +50,21 @@ def start_dialout(call_id: str, attempt: int) -> str:
         ctx.calls.stop(call_id)
         return "cancelled"
     schedule_watchdog(ctx, call_id, stale_after(ctx))
-    slot = ctx.live.take(call_id)
-    if not slot:
-        return _wait(ctx, call_id, attempt, defaults.LIVE_CALLS_RECHECK, "live-call cap")
+    room = str(call.room)
+    slot = ctx.slots.take(call_id, room)
+    if slot in ("room-legs", "live-cap"):
+        return _wait(ctx, call, attempt, defaults.SLOT_RECHECK, slot)
     wait = ctx.pacing.acquire()
     if wait > 0:
-        if slot == "taken":  # a slot "held" belongs to another run of this start
-            ctx.live.give_back(call_id)
-        return _wait(ctx, call_id, attempt, wait, "dial-out rate limit")
+        if slot == "taken":  # slots "held" belong to another run of this start
+            ctx.slots.give_back(call_id, room)
+        return _wait(ctx, call, attempt, wait, "pacing")
 
     dialing_since = iso_time(time.time())
     fields = values(attempts=Add(1), dialing_since=dialing_since)
     if record(ctx, "dial", "call.dialing", call_id, fields=fields).status != "applied":
-        if slot == "taken":  # the call ended meanwhile (cancelled): the slot is ours to return
-            ctx.live.give_back(call_id)
+        if slot == "taken":  # the call ended meanwhile (cancelled): the slots are ours to return
+            ctx.slots.give_back(call_id, room)
         return "skipped"  # another run dials (and holds the slot), or the call ended
     body = dict(call.options or {}, userId=call_id)
     try:
@@ -73,7 +74,7 @@ def start_dialout(call_id: str, attempt: int) -> str:
         note(ctx, call_id, "call.start_uncertain", error_data(exc))
         return "ambiguous"
     except DailyError as exc:
-        return _refused(ctx, call_id, attempt, exc)
+        return _refused(ctx, call, attempt, exc)
 
     accepted = record(
         ctx, "accept", "call.accepted", call_id,
@@ -88,20 +89,52 @@ def start_dialout(call_id: str, attempt: int) -> str:
     return accepted.status
 
 
-def _wait(ctx: Context, call_id: str, attempt: int, wait: float, why: str) -> str:
-    """Stay queued and come back later: waiting never holds a worker."""
+def _wait(ctx: Context, call: CallRecord, attempt: int, wait: float, why: str) -> str:
+    """Stay queued and come back later: waiting never holds a worker.
+
+    The wait is recorded once, as ``call.waiting`` with ``data.for`` (``pacing``,
+    ``room-legs``, ``live-cap``), when the call starts waiting or waits for something else;
+    the later looks only move ``nextAttemptAt``, so a call waiting a long time does not fill
+    the feed.
+    """
     delay = wait + random.uniform(0, ctx.settings.dialout_limit.window / 2)
+    next_attempt_at = iso_time(time.time() + delay)
+    if call.waiting_for != why:
+        fields = values(next_attempt_at=next_attempt_at, waiting_for=why)
+        data = {"for": why, "retryIn": round(delay, 3)}
+        if record(ctx, "wait", "call.waiting", call.id, data=data, fields=fields).status != (
+            "applied"
+        ):
+            return "skipped"  # no longer queued (stopped meanwhile): nothing to come back for
+        ctx.dispatch.enqueue_start(call.id, attempt, delay=delay, waiting=True)
+        return f"waiting: {why}"
     pipe = ctx.dispatch.transaction()
-    ctx.store.mark(call_id, pipe, next_attempt_at=iso_time(time.time() + delay), waiting_for=why)
-    ctx.dispatch.enqueue_start(call_id, attempt, delay=delay, waiting=True, pipeline=pipe)
+    ctx.store.mark(call.id, pipe, next_attempt_at=next_attempt_at)
+    ctx.dispatch.enqueue_start(call.id, attempt, delay=delay, waiting=True, pipeline=pipe)
     pipe.execute()
     return f"waiting: {why}"
 
 
-def _refused(ctx: Context, call_id: str, attempt: int, exc: DailyError) -> str:
-    """Daily said no (or nothing was sent): retry the retryable, fail the rest at once."""
-    ctx.live.give_back(call_id)
+def _refused(ctx: Context, call: CallRecord, attempt: int, exc: DailyError) -> str:
+    """Daily said no (or nothing was sent): wait for a leg of a full room, retry the
+    retryable, fail the rest at once."""
+    call_id = call.id
+    ctx.slots.give_back(call_id, str(call.room))
     settings = ctx.settings
+    if isinstance(exc, RoomFullError):
+        # Legs we do not count (another service's, or a limit Daily set below ours): the
+        # start placed nothing and did not count as an attempt; wait as for our own limit.
+        delay = defaults.SLOT_RECHECK + random.uniform(0, settings.dialout_limit.window / 2)
+        record(
+            ctx, "retry", "call.waiting", call_id,
+            data={**error_data(exc), "for": "room-legs", "retryIn": round(delay, 3)},
+            fields=values(
+                attempts=Add(-1), waiting_for="room-legs",
+                next_attempt_at=iso_time(time.time() + delay),
+            ),
+        )  # fmt: skip
+        ctx.dispatch.enqueue_start(call_id, attempt, delay=delay, waiting=True)
+        return "waiting: room-legs"
     if exc.retryable and attempt < settings.retry_max_attempts:
         delay = retry_delay(exc, attempt, settings.retry_base, settings.retry_cap)
         record(

@@ -238,7 +238,7 @@ def _redial(ctx: Context, call: CallRecord) -> str:
         return "failed"
     grace = {"grace": ctx.settings.ambiguous_grace}
     if record(ctx, "retry", "call.start_lost", call_id, data=grace).status == "applied":
-        ctx.live.give_back(call_id)  # not adopted meanwhile by a late webhook
+        ctx.slots.give_back(call_id, str(call.room))  # not adopted meanwhile by a late webhook
         ctx.dispatch.enqueue_start(call_id, attempt + 1)
         return "redialed"
     return "skipped"

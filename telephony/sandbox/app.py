@@ -5,7 +5,8 @@ attempt: ``t`` monotonic seconds, ``userId``, ``destination``, ``status`` (``nul
 response was sent), ``sessionId``, ``counted`` by the rate limit, ``dropped`` (placed, no
 response), ``hung`` (nothing placed, no response) and its ``released`` reason: ``client``,
 ``timeout`` or ``stopped``), ``GET /_sandbox/sessions`` (each session's ``state`` and the
-``events`` it sent, in order), ``GET /_sandbox/deliveries`` (every webhook POST: ``eventId``,
+``events`` it sent, in order), ``GET /_sandbox/rooms`` (each room's ``legs`` not yet ended
+and the ``peak`` it had at once), ``GET /_sandbox/deliveries`` (every webhook POST: ``eventId``,
 ``type``, ``attempt``, ``status``, ``ok``, ``error``; test requests have type ``"test"``),
 ``GET /_sandbox/webhooks``, and ``POST /_sandbox/reset`` (body ``{"webhooks": true}`` also
 deletes the webhooks).
@@ -168,6 +169,10 @@ def _introspection(core: SandboxCore) -> Blueprint:
     @bp.get("/sessions")
     def sessions() -> Any:
         return jsonify(core.sessions.snapshot())
+
+    @bp.get("/rooms")
+    def rooms() -> Any:
+        return jsonify(core.sessions.rooms())
 
     @bp.get("/deliveries")
     def deliveries() -> Any:

@@ -32,6 +32,7 @@ class SandboxCore:
         test_request_timeout: float,
         delivery_timeout: float,
         presence_lag: float = defaults.SANDBOX_PRESENCE_LAG,
+        room_legs: int = defaults.SANDBOX_ROOM_LEGS,
     ) -> None:
         if time_scale < 0:
             raise ValueError("time_scale must not be negative")
@@ -52,7 +53,10 @@ class SandboxCore:
             time_scale=time_scale,
         )
         self.sessions = Sessions(
-            scheduler=self.scheduler, publish=self.webhooks.publish, time_scale=time_scale
+            scheduler=self.scheduler,
+            publish=self.webhooks.publish,
+            time_scale=time_scale,
+            room_legs=room_legs,
         )
         self.desk = StartDesk(LocalSlidingWindow(rate_limit), self.sessions)
         self.holds = Holds()

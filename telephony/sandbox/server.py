@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -42,6 +43,7 @@ class Sandbox:
         *,
         log_requests: bool = False,
         presence_lag: float = defaults.SANDBOX_PRESENCE_LAG,
+        room_legs: int = defaults.SANDBOX_ROOM_LEGS,
     ) -> None:
         self.host = host
         self.port = port
@@ -52,6 +54,7 @@ class Sandbox:
             test_request_timeout=test_request_timeout,
             delivery_timeout=delivery_timeout,
             presence_lag=presence_lag,
+            room_legs=room_legs,
         )
         self._log_requests = log_requests
         self._server: ServerThread | None = None
@@ -89,6 +92,9 @@ class Sandbox:
 
     def sessions(self) -> list[dict[str, Any]]:
         return self.core.sessions.snapshot()
+
+    def rooms(self) -> dict[str, dict[str, int]]:
+        return self.core.sessions.rooms()
 
     def deliveries(self) -> list[dict[str, Any]]:
         return self.core.deliveries.entries()
@@ -128,14 +134,23 @@ def _rate_limit(text: str) -> RateLimit:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
+def _at_least(convert: Callable[[str], float], minimum: float) -> Callable[[str], float]:
+    """An argparse ``type``: the number ``convert`` reads, refused below ``minimum``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+_non_negative = _at_least(float, 0)
+_positive_int = _at_least(int, 1)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -169,6 +184,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default %(default)g, Daily's documented worst)",
     )
     parser.add_argument(
+        "--room-legs",
+        type=_positive_int,
+        default=defaults.SANDBOX_ROOM_LEGS,
+        help="SIP/PSTN legs allowed at once in one room; a start beyond is refused with 400 "
+        "(default %(default)s, Daily's max_sip_pstn_sessions_per_room)",
+    )
+    parser.add_argument(
         "--webhook-url", help="register a webhook to this URL at start (it must answer 200)"
     )
     parser.add_argument(
@@ -189,6 +211,7 @@ def main(args: argparse.Namespace) -> int:
         rate_limit=args.rate_limit,
         log_requests=True,
         presence_lag=args.presence_lag,
+        room_legs=args.room_legs,
     )
     try:
         sandbox.start()

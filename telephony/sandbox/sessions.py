@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from telephony import defaults
 from telephony.sandbox import errors, events
 from telephony.sandbox.delivery import Dispatch
 from telephony.sandbox.events import ANSWERED, CONNECTED, ERROR, STOPPED, Event, Leg
@@ -27,6 +28,10 @@ DIALING = "dialing"
 LIVE = frozenset((DIALING, "connected", "answered"))
 FINAL = {STOPPED: "stopped", ERROR: "error"}
 STATE_AFTER = {CONNECTED: "connected", ANSWERED: "answered", **FINAL}
+
+#: Daily's answer to a start in a room whose legs are all in use (undocumented by Daily:
+#: ``../shared/daily-api.md``).
+ROOM_FULL = "max SIP/PSTN sessions reached for this room"
 
 #: Seconds (time scale 1.0) between ``dialOut/stop`` and its ``dialout.stopped``: Daily hangs
 #: up asynchronously, after answering the request.
@@ -100,11 +105,17 @@ class Sessions:
         scheduler: Scheduler,
         publish: Callable[[Sequence[Event]], Dispatch],
         time_scale: float,
+        room_legs: int = defaults.SANDBOX_ROOM_LEGS,
     ) -> None:
         self._scheduler = scheduler
         self._publish = publish
         self._scale = time_scale
+        #: Legs allowed at once in one room (Daily's ``max_sip_pstn_sessions_per_room``).
+        self.room_legs = room_legs
         self._sessions: dict[str, Session] = {}
+        #: Each room's legs not yet ended (session ids), and the most it ever had at once.
+        self._legs: dict[str, set[str]] = {}
+        self._peak: dict[str, int] = {}
         self._meetings: dict[str, str] = {}
         self._lock = threading.RLock()
 
@@ -127,6 +138,11 @@ class Sessions:
         )
         session = Session(leg, outcome)
         with self._lock:
+            legs = self._legs.setdefault(room, set())
+            if len(legs) >= self.room_legs:
+                raise errors.invalid(ROOM_FULL)
+            legs.add(session.id)
+            self._peak[room] = max(self._peak.get(room, 0), len(legs))
             self._sessions[session.id] = session
             self._schedule(session, outcome.steps, lambda step: self._emit(session, step))
         return session
@@ -196,6 +212,14 @@ class Sessions:
         with self._lock:
             return [s.snapshot() for s in self._sessions.values()]
 
+    def rooms(self) -> dict[str, dict[str, int]]:
+        """Each room's legs now and the most it had at once (introspection, not Daily's)."""
+        with self._lock:
+            return {
+                room: {"legs": len(self._legs.get(room, ())), "peak": peak}
+                for room, peak in self._peak.items()
+            }
+
     def presence(self, room: str, lag: float, user_id: str | None = None) -> list[dict[str, Any]]:
         """Daily's ``GET /rooms/{room}/presence``: the legs in the room as Daily would report
         them ``lag`` seconds late: a leg shows once it has been answered for ``lag`` seconds,
@@ -231,6 +255,8 @@ class Sessions:
                 session.generation += 1
             self._sessions.clear()
             self._meetings.clear()
+            self._legs.clear()
+            self._peak.clear()
 
     # --- internals -------------------------------------------------------------------------
 
@@ -276,6 +302,7 @@ class Sessions:
             session.joined, session.joined_at = time.monotonic(), now_iso()
         if event.type in FINAL:
             session.generation += 1
+            self._legs.get(session.leg.room, set()).discard(session.id)
             if session.joined is not None and session.left is None:
                 session.left = time.monotonic()
             if session.outcome.lose_final:
