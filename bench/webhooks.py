@@ -248,6 +248,15 @@ class Result:
     def rate(self) -> float:
         return self.requests / self.seconds
 
+    @staticmethod
+    def total(results: list[Result]) -> Result:
+        """Several runs as one: their requests over their seconds."""
+        return Result(
+            sum(r.requests for r in results),
+            sum(r.seconds for r in results),
+            sum(r.failed for r in results),
+        )
+
 
 def wrk_load(
     url: str, parts: list[list[Body]], seconds: int, connections: int, work: Path
@@ -420,6 +429,10 @@ def outcomes(client: Any) -> dict[str, int]:
             if k.startswith(b"events_")}  # fmt: skip
 
 
+def added(one: dict[str, int], other: dict[str, int]) -> dict[str, int]:
+    return {k: one.get(k, 0) + other.get(k, 0) for k in one.keys() | other.keys()}
+
+
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
@@ -435,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--clients", type=int, default=2, help="wrk threads / client processes")
     parser.add_argument("--calls", type=int, default=2500, help="calls prepared per run")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="floor / ours runs, alternated, per server"
+    )
     parser.add_argument("--rate", type=float, default=500.0, help="latency run, events/s")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto")
@@ -476,15 +492,17 @@ def main(argv: list[str] | None = None) -> int:
 
         rows, trips = [], []
         for kind in servers:
-            bodies = events.take(args.calls)
-            bare = run(kind, "bare", bodies)
-            floor = run(kind, "floor", bodies)
-            # Outcomes read before the "before" snapshot, so their HGETALL is not counted.
-            counted, commands = outcomes(client), commandstats(client)
-            ours = run(kind, "ours", bodies)
-            commands = delta(commandstats(client), commands)
-            counted = delta(outcomes(client), counted)
-            rows.append((kind, bare, floor, ours, counted.get("duplicate", 0)))
+            bare = run(kind, "bare", events.take(args.calls))
+            floors, ours, counted, commands = [], [], {}, {}
+            for _ in range(args.rounds):  # floor and ours alternated: drift falls on both
+                bodies = events.take(args.calls)
+                floors.append(run(kind, "floor", bodies))
+                # Outcomes read before the "before" snapshot, so their HGETALL is not counted.
+                counted_before, commands_before = outcomes(client), commandstats(client)
+                ours.append(run(kind, "ours", bodies))
+                commands = added(commands, delta(commandstats(client), commands_before))
+                counted = added(counted, delta(outcomes(client), counted_before))
+            rows.append((kind, bare, floors, ours, counted.get("duplicate", 0)))
             trips.append((kind, sum(counted.values()), commands))
 
         # The ASGI front against today's WSGI entry point, alternated (A B A B) so that the
@@ -523,11 +541,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'server':<10} {'bare req/s':>11} {'floor req/s':>12} {'ours req/s':>11} "
           f"{'ours/floor':>11} {'ours/bare':>10}  failed (bare/floor/ours)")  # fmt: skip
-    for kind, bare, floor, ours, duplicates in rows:
+    for kind, bare, floors, ours, duplicates in rows:
         note = f"  ({duplicates} duplicates: raise --calls)" if duplicates else ""
-        print(f"{kind:<10} {bare.rate:>11.0f} {floor.rate:>12.0f} {ours.rate:>11.0f} "
-              f"{ours.rate / floor.rate:>10.2f}x {ours.rate / bare.rate:>9.2f}x"
-              f"  {bare.failed}/{floor.failed}/{ours.failed}{note}")  # fmt: skip
+        floor, mine = Result.total(floors), Result.total(ours)
+        print(f"{kind:<10} {bare.rate:>11.0f} {floor.rate:>12.0f} {mine.rate:>11.0f} "
+              f"{mine.rate / floor.rate:>10.2f}x {mine.rate / bare.rate:>9.2f}x"
+              f"  {bare.failed}/{floor.failed}/{mine.failed}{note}")  # fmt: skip
+        print(f"{'':<10} rounds: floor {', '.join(f'{r.rate:.0f}' for r in floors)}; "
+              f"ours {', '.join(f'{r.rate:.0f}' for r in ours)}")  # fmt: skip
     print(
         "floor: Flask verifying the HMAC and running one no-op EVALSHA (the least any "
         "design with one commit round trip does); bare: Flask answering ok"

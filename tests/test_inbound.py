@@ -322,3 +322,38 @@ def test_a_webhook_signed_long_ago_is_recorded_but_moves_nothing(
     assert store.state("call-f") == "queued"
     fresh = envelope("dialout.answered", "evt-fresh", user_id="call-f", session_id="s-f")
     assert post(web, fresh, sign_webhook(fresh)).json()["status"] == "applied"
+
+
+# --- the safe form's fast path ---------------------------------------------------------------
+
+
+def test_a_body_judged_plainly_safe_needs_nothing_made_safe() -> None:
+    """Whatever a body holds, when ``plainly_safe`` says so from its bytes, the walk of
+    :func:`safe_form` would change nothing; the usual webhook takes the fast path."""
+    from hypothesis import given
+    from hypothesis import settings as examples
+    from hypothesis import strategies as st
+    from support.hostile import HOSTILE
+
+    from telephony.inbound import plainly_safe, safe_form
+
+    usual = envelope("dialout.answered", "evt-1", user_id="call-1", session_id="s-1", room="r")
+    assert plainly_safe(usual)
+    for unsafe in (
+        envelope("dialout.error", "e", error_msg="x" * 5000),
+        envelope("dialout.error", "e", error_msg="\ud800"),  # json.dumps escapes it: \ud800
+        b'{"type": "x", "payload": {"error_msg": "\xed\xa0\x80"}}',  # an encoded surrogate
+        envelope("dialout.error", "e", extra=json.loads("[" * 20 + "]" * 20)),
+    ):
+        assert not plainly_safe(unsafe)
+
+    @examples(max_examples=300, deadline=None)
+    @given(value=HOSTILE, ascii_only=st.booleans())
+    def judge(value: Any, ascii_only: bool) -> None:
+        body = json.dumps({"payload": value}, ensure_ascii=ascii_only).encode(
+            "utf-8", "surrogatepass"
+        )
+        if plainly_safe(body):
+            assert safe_form(json.loads(body))[1] == {}
+
+    judge()

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from telephony import defaults, machine
 from telephony.config import Settings
 from telephony.inbound import Receiver, to_change
+from telephony.limiter import Slots
 from telephony.machine import RANK
 from telephony.store import CallStore, Change, Outcome
 
@@ -314,6 +315,26 @@ def test_finished_calls_expire_and_live_ones_do_not(call_store: CallStore, dialo
     # A late event on the finished call is recorded and keeps the call's expiry.
     call_store.apply(done.webhook("dialout.warning", f"w-{done.call_id}"))
     assert r.ttl(keys.history(done.call_id)) == pytest.approx(retention, abs=5)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "event"),
+    [("stop", "dialout.stopped"), ("fail", "dialout.error"), ("stop", "call.reconciled")],
+)
+def test_a_call_that_ends_gives_back_its_room_leg_and_live_slot(
+    call_store: CallStore, dialout: Any, trigger: str, event: str
+) -> None:
+    """However the call ends (Daily's webhook, the watchdog, reconciliation: every end is a
+    change through the store), its room's leg and its live-call slot are free at once."""
+    keys, r = call_store.keys, call_store.redis
+    call, other = dialout(room="legs"), dialout(room="legs")
+    slots = Slots(r, keys, room_leg_limit=5, cap=10)
+    for one in (call, other):
+        apply_all(call_store, [one.queue(), one.dial()])
+        assert slots.take(one.call_id, "legs") == "taken"
+    call_store.apply(Change(trigger=trigger, event=event, source="worker", call_id=call.call_id))
+    assert r.zrange(keys.room_legs("legs"), 0, -1) == [other.call_id.encode()]
+    assert r.zrange(keys.live, 0, -1) == [other.call_id.encode()]
 
 
 def _create_calls(store: CallStore, dialout: Any, rooms: list[str]) -> list[str]:
