@@ -7,7 +7,7 @@ to the durable feed with the next global seq, publish, and apply any events that
 the session until its call became known. Key names mirror telephony/keys.py.
 
 KEYS (the keys known before the call is resolved): 1 {p}:seq, 2 {p}:feed, 3 {p}:metrics,
-4 {p}:calls, 5 {p}:open, 6 {p}:live. The call's own keys ({p}:call:, {p}:history:,
+4 {p}:calls, 5 {p}:open, 6 {p}:live, 7 RQ's scheduled registry of the main queue. The call's own keys ({p}:call:, {p}:history:,
 {p}:session:, {p}:pending:, {p}:seen:) and its room's legs ({p}:legs:) are built from the
 prefix: a call may be known only by its session until this script resolves it.
 
@@ -27,6 +27,7 @@ ARGV[1]: the change, one JSON object with named fields (telephony/store.py build
   create      a new call's fields, or absent
   mode        'new' (the call must not exist yet), 'upsert' (create when missing) or ''
   retention, feedMaxlen, dedupeTtl, pendingTtl, nowMs   limits and the clock
+  jobPrefix   RQ's job hash prefix ('rq:job:'): a call that ends deletes its watchdog job
 
 Events held for a session not yet known are stored as the same object without the limits
 (version 1); a held event of the earlier, positional format is read as well.
@@ -42,7 +43,9 @@ local maxlen = change.feedMaxlen
 local dedupe_ttl = tonumber(change.dedupeTtl)
 local pending_ttl = tonumber(change.pendingTtl)
 local now_ms = change.nowMs
+local job_prefix = change.jobPrefix
 local SEQ, FEED, METRICS, CALLS, OPEN, LIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local SCHEDULED = KEYS[7]
 
 local FINAL = {stopped = true, error = true}
 local HELD_FIELDS = {'sessionId', 'event', 'eventId', 'moves', 'at', 'source', 'data', 'fields',
@@ -222,6 +225,15 @@ apply = function(args)
     redis.call('EXPIRE', history, retention)
     redis.call('ZREM', LIVE, call_id)
     if room then redis.call('ZREM', prefix .. ':legs:' .. room, call_id) end
+    -- Its watchdog has nothing left to watch: deleted now, not kept until it would have run
+    -- (a running one finds the call final; RQ deletes a job when it finishes).
+    local watch = redis.call('HGET', key, 'watchJob')
+    if watch and job_prefix then
+      redis.call('ZREM', SCHEDULED, watch)
+      redis.call('DEL', job_prefix .. watch)
+    end
+    -- The workers' bookkeeping (record.py's fields not shown) means nothing once it ended.
+    redis.call('HDEL', key, 'watchDue', 'watchJob', 'startJob', 'dialingSince')
     redis.call('ZREM', OPEN, call_id)
     -- The listing index forgets calls whose records have expired: it cannot grow unbounded.
     redis.call('ZREMRANGEBYSCORE', CALLS, '-inf',

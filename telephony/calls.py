@@ -128,15 +128,15 @@ class Calls:
         assert call is not None
         return call, True
 
-    def _queue_first_start(self, call_id: str, pipe: Any) -> None:
+    def _queue_first_start(self, call_id: str, pipe: Any, fresh: bool = True) -> None:
         self.dispatch.enqueue_start(call_id, attempt=1, pipeline=pipe)
         due = time.time() + start_stale_after(self.settings)
-        self.dispatch.schedule_watchdog(call_id, due, pipe)
+        self.dispatch.schedule_watchdog(call_id, due, pipe, fresh=fresh)
 
     def _start(self, call_id: str) -> None:
         """Queue the first start of a stranded call, with its watchdog, in one transaction."""
         pipe = self.dispatch.transaction()
-        self._queue_first_start(call_id, pipe)
+        self._queue_first_start(call_id, pipe, fresh=False)
         pipe.execute()
 
     def _claim_key(self, key: str, digest: str, call_id: str) -> dict[str, Any] | None:

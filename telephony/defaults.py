@@ -188,6 +188,16 @@ SUBSCRIBE_CONFIRM_TIMEOUT = 5.0
 
 # --- Workers ----------------------------------------------------------------------------------
 
+#: Seconds RQ keeps a finished job's result: none. Nothing reads results (a job's effect is
+#: on its call), and a kept result costs about 4.8 KB of stream per job plus its 1.5 KB hash
+#: (``../shared/design.md``, "Memory per call"); with 0, RQ deletes a job when it succeeds.
+JOB_RESULT_TTL = 0
+
+#: Seconds RQ keeps a failed job (its hash, its error in the result stream, its place in the
+#: failed registry): a week, for an operator to look at with RQ's tools. RQ's default (no
+#: TTL on the result, a year on the hash) would keep every failure practically forever.
+JOB_FAILURE_TTL = 7 * 24 * 3600
+
 #: Queue every dial-out job goes through.
 QUEUE_NAME = "telephony"
 

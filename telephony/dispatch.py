@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from rq import Queue, Retry
-from rq.job import JobStatus
+from rq import Queue, Retry, get_current_job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from telephony import defaults
@@ -28,6 +28,13 @@ WATCHDOG_JOB = "workers.watchdog.watchdog"
 STOP_JOB = "workers.jobs.stop_call"
 DTMF_JOB = "workers.jobs.send_dtmf"
 TRANSFER_JOB = "workers.jobs.transfer_call"
+
+
+#: How long RQ keeps what a job leaves: no result, failures a week (``defaults``).
+_KEEP: dict[str, Any] = {
+    "result_ttl": defaults.JOB_RESULT_TTL,
+    "failure_ttl": defaults.JOB_FAILURE_TTL,
+}
 
 
 def start_stale_after(settings: Settings) -> float:
@@ -112,7 +119,7 @@ class Dispatch:
         start_id = job_id(self.settings, "start", call_id, *parts)
         pipe = pipeline if pipeline is not None else self.transaction()
         self.store.mark(call_id, pipe, start_job=start_id)
-        options: dict[str, Any] = {"job_id": start_id, "result_ttl": 600, "pipeline": pipe}
+        options: dict[str, Any] = {"job_id": start_id, "pipeline": pipe, **_KEEP}
         if delay > 0:
             self.queue.enqueue_in(timedelta(seconds=delay), START_JOB, call_id, attempt, **options)
         else:
@@ -126,22 +133,40 @@ class Dispatch:
         pipe.multi()
         return pipe
 
-    def schedule_watchdog(self, call_id: str, due: float, pipeline: Any = None) -> None:
-        """(Re)schedule the call's one watchdog at ``due`` (UNIX time); an earlier scheduled
-        run becomes a no-op. The job and ``watchDue`` are written in one transaction: a crash
-        between the two must not leave ``watchDue`` naming a job that does not exist."""
+    def schedule_watchdog(
+        self, call_id: str, due: float, pipeline: Any = None, fresh: bool = False
+    ) -> None:
+        """(Re)schedule the call's one watchdog at ``due`` (UNIX time). The job, ``watchDue``
+        and ``watchJob`` are written in one transaction: a crash between them must not leave
+        the call naming a job that does not exist.
+
+        The job it replaces is deleted in the same transaction (an older one that ran anyway
+        would find itself superseded, but would hold its 1.5 KB until then); ``fresh``: the
+        call is new and has none. A job never reuses the id of the job running it: RQ
+        deletes a finished job (``JOB_RESULT_TTL``), and a watchdog that RQ started early and
+        that re-arms at the same due time would delete its own successor.
+        """
         due_ms = int(due * 1000)
+        running = get_current_job()
+        running_id = running.id if running is not None else None
+        if self.watchdog_id(call_id, due_ms) == running_id:
+            due_ms += 1
+        name = self.watchdog_id(call_id, due_ms)
+        old = None if fresh else self.store.fields(call_id, "watch_job")["watch_job"]
         pipe = pipeline if pipeline is not None else self.transaction()
         self.queue.enqueue_at(
-            datetime.fromtimestamp(due, UTC),
+            datetime.fromtimestamp(due_ms / 1000, UTC),
             WATCHDOG_JOB,
             call_id,
             due_ms,
-            job_id=self.watchdog_id(call_id, due_ms),
-            result_ttl=600,
+            job_id=name,
             pipeline=pipe,
+            **_KEEP,
         )
-        self.store.mark(call_id, pipe, watch_due=due_ms)
+        self.store.mark(call_id, pipe, watch_due=due_ms, watch_job=name)
+        if old and old not in (name, running_id):  # the running one RQ deletes when done
+            pipe.delete(Job.key_for(old))
+            pipe.zrem(self.queue.scheduled_job_registry.key, old)
         if pipeline is None:
             pipe.execute()
 
@@ -173,4 +198,4 @@ class Dispatch:
             max=len(defaults.COMMAND_RETRY_INTERVALS),
             interval=list(defaults.COMMAND_RETRY_INTERVALS),
         )
-        self.commands.enqueue(func, call_id, *args, job_id=name, result_ttl=600, retry=retry)
+        self.commands.enqueue(func, call_id, *args, job_id=name, retry=retry, **_KEEP)

@@ -76,6 +76,7 @@ FIELDS: dict[str, Field] = {
         Field("transferRequested", "text", doc="the endpoint a transfer was asked to"),
         Field("transferredTo", "text", doc="the endpoint Daily reported transferring to"),
         Field("watchDue", "ms", shown=False, doc="due time of the current watchdog job"),
+        Field("watchJob", "text", shown=False, doc="id of the current watchdog job"),
         Field("dialingSince", "time", shown=False, doc="when the latest start began"),
         Field("startJob", "text", shown=False, doc="id of the latest start job"),
     )
@@ -124,6 +125,7 @@ class CallRecord:
     transfer_requested: str | None = None
     transferred_to: str | None = None
     watch_due: int | None = None
+    watch_job: str | None = None
     dialing_since: str | None = None
     start_job: str | None = None
 

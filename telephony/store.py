@@ -17,6 +17,8 @@ from importlib import resources
 from typing import Any, Literal
 
 import redis
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 
 from telephony import defaults, machine, record
 from telephony.config import ConfigError, Settings
@@ -121,7 +123,12 @@ class CallStore:
         self.keys = Keys(settings.key_prefix)
         self._apply = client.register_script(_SCRIPT)
         keys = self.keys
-        self._script_keys = [keys.seq, keys.feed, keys.metrics, keys.calls, keys.open, keys.live]
+        # RQ's registry of the main queue's scheduled jobs: where a call's watchdog waits, to
+        # be deleted by the script when the call ends.
+        scheduled = ScheduledJobRegistry.key_template.format(settings.queue_name)
+        self._script_keys = [
+            keys.seq, keys.feed, keys.metrics, keys.calls, keys.open, keys.live, scheduled,
+        ]  # fmt: skip
 
     def apply(self, change: Change) -> Outcome:
         """Commit one change: one EVALSHA."""
@@ -152,6 +159,7 @@ class CallStore:
             "feedMaxlen": self.settings.feed_maxlen,
             "dedupeTtl": self.settings.dedupe_ttl,
             "pendingTtl": defaults.PENDING_TTL,
+            "jobPrefix": Job.redis_job_namespace_prefix,
             "nowMs": int(time.time() * 1000),
         }
         if change.create is not None:  # fields left None are not recorded

@@ -4,10 +4,12 @@ under failure, and which calls a command may touch. Real Redis; no worker runs h
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 import redis
+from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from telephony.calls import CallConflict, Calls, _digest
@@ -31,6 +33,23 @@ def test_placing_queues_the_start_and_arms_the_watchdog(calls: Calls) -> None:
     assert calls.dispatch.queue.job_ids == [start_job]
     scheduled = ScheduledJobRegistry(queue=calls.dispatch.queue).get_job_ids()
     assert len(scheduled) == 1 and record[b"watchDue"].decode() in scheduled[0]
+
+
+def test_a_superseded_watchdog_is_deleted_and_an_ended_call_deletes_its_own(
+    calls: Calls,
+) -> None:
+    """One watchdog job per call exists at a time: re-arming deletes the one it replaces, and
+    the call's end deletes the last (nothing of it waits in Redis to run for nothing)."""
+    call, _ = calls.place(call_request(REQUEST))
+    call_id, registry = call["id"], ScheduledJobRegistry(queue=calls.dispatch.queue)
+    [first] = registry.get_job_ids()
+    calls.dispatch.schedule_watchdog(call_id, time.time() + 100)
+    [second] = registry.get_job_ids()
+    assert second != first and not calls.redis.exists(Job.key_for(first))
+    assert calls.store.fields(call_id, "watch_job")["watch_job"] == second
+    calls.stop(call_id)  # queued: cancelled at once
+    assert calls.store.state(call_id) == "stopped"
+    assert registry.get_job_ids() == [] and not calls.redis.exists(Job.key_for(second))
 
 
 def test_a_stranded_call_is_started_by_the_replay(calls: Calls) -> None:

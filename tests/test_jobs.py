@@ -158,6 +158,29 @@ class TestMain:
         yield Batch(ids, observer)
         observer.close()
 
+    def test_a_finished_call_leaves_no_job_behind(self, main: Stack) -> None:
+        """Once a call has ended and its jobs ran, nothing of them stays in Redis: no job
+        hash, no result, no registry entry (a failure would stay, for a week)."""
+        hung_up = main.place(HANGUP)
+        stopped = main.place(ANSWER)
+        main.wait(stopped, "answered")
+        main.calls.stop(stopped)  # a stop job too
+        words = [job_id(main.settings, "x", c).split("-")[2] for c in (hung_up, stopped)]
+
+        def left() -> list[str]:
+            keys = [k.decode() for k in main.redis.scan_iter(match="rq:*", count=1000)]
+            found = [k for k in keys if any(w in k for w in words)]
+            for key in keys:  # registries: sorted sets of job ids
+                if main.redis.type(key) == b"zset":
+                    members = main.redis.zrange(key, 0, -1)
+                    found += [f"{key}: {m.decode()}" for m in members
+                              if any(w in m.decode() for w in words)]  # fmt: skip
+            return found
+
+        for call_id in (hung_up, stopped):
+            main.wait(call_id, "stopped")
+        wait_for(lambda: not left(), 10, "every job of the two calls to be gone")
+
     def test_answered(self, main: Stack, batch: Batch) -> None:
         call_id = batch.ids["answered"]
         call = main.wait(call_id, "answered")

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from telephony import defaults, machine
+from telephony import defaults, machine, record
 from telephony.config import Settings
 from telephony.inbound import Receiver, to_change
 from telephony.limiter import Slots
@@ -298,6 +298,24 @@ def test_feed_is_trimmed_to_about_maxlen(
 
 
 # --- Retention and listings --------------------------------------------------------------------
+
+
+def test_an_ended_call_keeps_none_of_the_workers_bookkeeping(
+    call_store: CallStore, dialout: Any
+) -> None:
+    """The fields only workers read (timers, the latest start job) are removed when the call
+    ends; what the API shows stays."""
+    call = dialout()
+    apply_all(call_store, [call.queue(), call.dial(), call.accept()])
+    pipe = call_store.redis.pipeline()
+    call_store.mark(call.call_id, pipe, watch_due=1, watch_job="w", start_job="s",
+                    dialing_since="2024-01-01T00:00:00.000Z", stop_reason="stopped")  # fmt: skip
+    pipe.execute()
+    call_store.apply(call.webhook("dialout.stopped", f"s-{call.call_id}"))
+    stored = {k.decode() for k in call_store.redis.hkeys(call_store.keys.call(call.call_id))}
+    hidden = {name for name, field in record.FIELDS.items() if not field.shown}
+    assert stored & hidden == set()
+    assert {"state", "room", "stopReason", "sessionId"} <= stored
 
 
 def test_finished_calls_expire_and_live_ones_do_not(call_store: CallStore, dialout: Any) -> None:
