@@ -27,6 +27,10 @@ ARGV[1]: the change, one JSON object with named fields (telephony/store.py build
   create      a new call's fields, or absent
   mode        'new' (the call must not exist yet), 'upsert' (create when missing) or ''
   retention, feedMaxlen, dedupeTtl, pendingTtl, nowMs   limits and the clock
+  feed        the feed entry's data without what the entry carries: {d = JSON text,
+              s = {session_id, user_id, room: values taken out}, t = 't'|'T'|nil}, or absent;
+              used only when every value taken out equals the entry's own
+  atMs        'at' in milliseconds, when 'at' is exactly that time's ISO form, or absent
   jobPrefix   RQ's job hash prefix ('rq:job:'): a call that ends deletes its watchdog job
 
 Events held for a session not yet known are stored as the same object without the limits
@@ -49,15 +53,7 @@ local SCHEDULED = KEYS[7]
 
 local FINAL = {stopped = true, error = true}
 local HELD_FIELDS = {'sessionId', 'event', 'eventId', 'moves', 'at', 'source', 'data', 'fields',
-                     'create', 'mode'}
-
-local function publish(message, call_id)
-  redis.call('XADD', FEED, 'MAXLEN', '~', maxlen, message.seq .. '-0', 'm', message.json)
-  redis.call('PUBLISH', prefix .. ':events', message.json)
-  if call_id ~= '' then
-    redis.call('PUBLISH', prefix .. ':calls:' .. call_id, message.json)
-  end
-end
+                     'create', 'mode', 'feed', 'atMs'}
 
 local function encode(tbl, data)
   -- Splice the raw data JSON in, so cjson never re-encodes it ([] would become {}).
@@ -68,6 +64,43 @@ end
 local function nullable(value)
   if value == false or value == nil or value == '' then return cjson.null end
   return value
+end
+
+local function text(value)
+  if value == false or value == nil or value == cjson.null then return '' end
+  return value
+end
+
+-- The feed entry: fixed fields (a stream stores the names once when every entry repeats
+-- them), the time in ms when it has a ms form, and the event's data without what the entry
+-- already carries (feed.d, built by store.py's _feed_form): x says which of session_id
+-- (s), user_id (u), room (r), timestamp (t as text, T as a number) to put back on read.
+local function feed_entry(e, data, feed, at_ms)
+  local d, x = data, ''
+  if feed then
+    local strip = feed.s or {}
+    if (strip.session_id == nil or strip.session_id == e.sessionId)
+        and (strip.user_id == nil or strip.user_id == e.callId)
+        and (strip.room == nil or strip.room == e.room) then
+      d = feed.d
+      x = (strip.session_id and 's' or '') .. (strip.user_id and 'u' or '')
+          .. (strip.room and 'r' or '') .. (feed.t or '')
+    end
+  end
+  return {'c', text(e.callId), 's', text(e.sessionId), 'r', text(e.room), 'k', text(e.kind),
+          'e', e.event, 'f', text(e.from), 't', text(e.to), 'a', at_ms or e.at,
+          'o', e.source, 'i', e.ignored and '1' or '0', 'x', x, 'd', d}
+end
+
+-- Onto the feed and both channels (the call's own when it is one: owner ~= '').
+local function publish(e, data, feed, at_ms, owner)
+  local json = encode(e, data)
+  redis.call('XADD', FEED, 'MAXLEN', '~', maxlen, e.seq .. '-0',
+             unpack(feed_entry(e, data, feed, at_ms)))
+  redis.call('PUBLISH', prefix .. ':events', json)
+  if owner ~= '' then
+    redis.call('PUBLISH', prefix .. ':calls:' .. owner, json)
+  end
 end
 
 local function count(status, to)
@@ -149,11 +182,9 @@ apply = function(args)
     end
     -- No call and nothing to match it by: keep it on the feed, owned by no call.
     local seq = redis.call('INCR', SEQ)
-    local json = encode({seq = seq, callId = nullable(call_id), sessionId = cjson.null,
-                         room = cjson.null, kind = cjson.null, event = event,
-                         from = cjson.null, to = cjson.null, at = at, source = source,
-                         ignored = true}, data)
-    publish({seq = seq, json = json}, '')
+    publish({seq = seq, callId = nullable(call_id), sessionId = cjson.null, room = cjson.null,
+             kind = cjson.null, event = event, from = cjson.null, to = cjson.null, at = at,
+             source = source, ignored = true}, data, args.feed, args.atMs, '')
     count('orphan')
     remember()
     return {'orphan', call_id, '', '', seq}
@@ -215,10 +246,9 @@ apply = function(args)
   if event_id ~= '' then entry.eventId = event_id end
   redis.call('RPUSH', history, encode(entry, data))
 
-  publish({seq = seq, json = encode({
-    seq = seq, callId = call_id, sessionId = nullable(known_session), room = nullable(room),
-    kind = nullable(kind), event = event, from = state, to = to, at = at, source = source,
-    ignored = ignored}, data)}, call_id)
+  publish({seq = seq, callId = call_id, sessionId = nullable(known_session),
+           room = nullable(room), kind = nullable(kind), event = event, from = state, to = to,
+           at = at, source = source, ignored = ignored}, data, args.feed, args.atMs, call_id)
 
   if FINAL[to] and not ignored then
     redis.call('EXPIRE', key, retention)

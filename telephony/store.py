@@ -162,6 +162,12 @@ class CallStore:
             "jobPrefix": Job.redis_job_namespace_prefix,
             "nowMs": int(time.time() * 1000),
         }
+        at_ms = _ms_form(named["at"])
+        if at_ms is not None:
+            named["atMs"] = str(at_ms)
+            feed = _feed_form(change.data, at_ms)
+            if feed is not None:
+                named["feed"] = feed
         if change.create is not None:  # fields left None are not recorded
             stored = record.encode(change.create).items()
             named["create"] = {name: value for name, value in stored if value is not None}
@@ -320,12 +326,85 @@ def _history_entry(raw: bytes) -> dict[str, Any]:
     return entry
 
 
+#: Payload fields a feed entry can carry for the event's data (``apply.lua``'s feed_entry):
+#: taken out of the stored data when they equal the entry's own, put back on read.
+_CARRIED = (("session_id", "s", "sessionId"), ("user_id", "u", "callId"), ("room", "r", "room"))
+
+
+def _ms_form(at: str) -> int | None:
+    """``at`` in milliseconds, when ``at`` is exactly that time's ISO form (so the feed can
+    keep the number and give back the same text)."""
+    seconds = unix_time(at)
+    if seconds is None:
+        return None
+    ms = round(seconds * 1000)
+    return ms if iso_time(ms / 1000) == at else None
+
+
+def _feed_form(data: Any, at_ms: int) -> dict[str, Any] | None:
+    """The feed's compact form of an event's data: without the fields the entry carries
+    (session, user, room; ``apply.lua`` keeps them out only when they equal the entry's own)
+    and without a ``timestamp`` the entry's time gives back exactly; ``None`` when there is
+    nothing to take out."""
+    if not isinstance(data, dict):
+        return None
+    compact = dict(data)
+    taken = {}
+    for name, _, _ in _CARRIED:
+        value = compact.get(name)
+        if isinstance(value, str) and value:
+            taken[name] = compact.pop(name)
+    stamp, kind = compact.get("timestamp"), ""
+    if at_ms % 1000 == 0:
+        if isinstance(stamp, str) and stamp == str(at_ms // 1000):
+            kind = "t"
+        elif type(stamp) is int and stamp == at_ms // 1000:
+            kind = "T"
+    if kind:
+        del compact["timestamp"]
+    if not taken and not kind:
+        return None
+    form: dict[str, Any] = {"d": json.dumps(compact, separators=(",", ":")), "s": taken}
+    if kind:
+        form["t"] = kind
+    return form
+
+
 def _feed_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
-    """A feed event; for one that cannot be read, its ``seq`` and ``unreadable`` (a reader
-    must be able to go past it)."""
+    """A feed event as it was published; for one that cannot be read, its ``seq`` and
+    ``unreadable`` (a reader must be able to go past it). Entries written before the compact
+    form hold the published JSON whole (``m``)."""
+    seq = int(entry_id.decode().partition("-")[0])
     try:
-        event: dict[str, Any] = json.loads(fields[b"m"])
+        if b"m" in fields:
+            event: dict[str, Any] = json.loads(fields[b"m"])
+            return event
+        return _rebuilt(seq, {k.decode(): v.decode() for k, v in fields.items()})
     except (KeyError, ValueError, RecursionError):
-        seq = int(entry_id.decode().partition("-")[0])
-        return {"seq": seq, "unreadable": "feed entry is not JSON"}
+        why = "feed entry is not JSON" if b"m" in fields else "feed entry is incomplete"
+        return {"seq": seq, "unreadable": why}
+
+
+def _rebuilt(seq: int, f: dict[str, str]) -> dict[str, Any]:
+    """The published event from a compact feed entry (``apply.lua``'s feed_entry)."""
+    at = f["a"]
+    at_ms = int(at) if at.isdigit() else None
+    event: dict[str, Any] = {
+        "seq": seq, "callId": f["c"] or None, "sessionId": f["s"] or None,
+        "room": f["r"] or None, "kind": f["k"] or None, "event": f["e"],
+        "from": f["f"] or None, "to": f["t"] or None,
+        "at": iso_time(at_ms / 1000) if at_ms is not None else at,
+        "source": f["o"], "ignored": f["i"] == "1",
+    }  # fmt: skip
+    data = json.loads(f["d"])
+    marks = f["x"]
+    if marks and isinstance(data, dict):
+        for name, mark, carried in _CARRIED:
+            if mark in marks:
+                data[name] = event[carried]
+        if at_ms is not None and "t" in marks:
+            data["timestamp"] = str(at_ms // 1000)
+        elif at_ms is not None and "T" in marks:
+            data["timestamp"] = at_ms // 1000
+    event["data"] = data
     return event

@@ -204,7 +204,8 @@ class DialOut:
         import json
 
         body: dict[str, Any] = {"user_id": self.call_id} if matched else {}
-        body.update(session_id=self.session_id, room=self.room, timestamp="1728023426", **payload)
+        body.update({"session_id": self.session_id, "room": self.room,
+                     "timestamp": "1728023426", **payload})  # fmt: skip
         envelope = {"version": "1.0.0", "type": kind, "id": event_id, "payload": body}
         return json.dumps(envelope).encode()
 

@@ -533,8 +533,21 @@ def test_one_unreadable_record_never_breaks_a_listing_or_the_feed(
     assert api.get("/v1/calls", state="queued").status_code == 200
     one = api.get(f"/v1/calls/{bad['id']}")
     assert one.status_code == 200 and "metadata" in one.json()["unreadable"]
+    store.redis.xadd(store.keys.feed, {"c": "x", "d": "{}"}, id="1000000-0")  # fields missing
     events = api.get("/v1/events").json()["events"]
-    assert events[-1] == {"seq": 999999, "unreadable": "feed entry is not JSON"}
+    assert events[-2] == {"seq": 999999, "unreadable": "feed entry is not JSON"}
+    assert events[-1] == {"seq": 1000000, "unreadable": "feed entry is incomplete"}
+
+
+def test_feed_entries_written_before_the_compact_form_still_read(
+    api: Api, store: CallStore
+) -> None:
+    """An entry an earlier version wrote (the published JSON whole) reads as it did."""
+    old = {"seq": 999999, "callId": "c-old", "sessionId": None, "room": "r", "kind": "dialout",
+           "event": "call.queued", "from": "new", "to": "queued", "at": "2026-01-01T00:00:00Z",
+           "source": "api", "ignored": False, "data": {"a": []}}  # fmt: skip
+    store.redis.xadd(store.keys.feed, {"m": json.dumps(old)}, id="999999-0")
+    assert api.get("/v1/events").json()["events"][-1] == old
 
 
 # --- hostile input through the production server ------------------------------------------------

@@ -634,3 +634,71 @@ def test_a_held_event_of_the_earlier_positional_format_is_still_applied(
     assert record["answeredAt"] == "2026-12-07T10:00:00.000Z"
     assert history_ids(record) == ["h-old", "h-new"]
     assert call_store.apply(call.webhook("dialout.answered", "h-old")).status == "duplicate"
+
+
+# --- what is read back is what was published ----------------------------------------------------
+
+
+def test_the_feed_and_history_read_back_exactly_what_was_published(
+    call_store: CallStore, dialout: Any
+) -> None:
+    """However the feed and the history are stored, every event reads back (``GET
+    /v1/events``, a call's history) exactly as pub/sub carried it when it was recorded: for
+    usual webhooks and for the odd ones (another session, another room, a numeric or
+    fractional timestamp, no user id, no call at all, a dial-in)."""
+    from telephony.inbound import to_change
+
+    pubsub = call_store.redis.pubsub()
+    pubsub.subscribe(call_store.keys.events_channel)
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    first = int(call_store.redis.get(call_store.keys.seq) or 0)
+    call, other = dialout(room="room-a"), dialout()
+    changes = [call.queue(), call.dial(), call.accept(), other.queue()]
+    webhooks = [
+        call.webhook("dialout.connected", "w-1"),
+        call.webhook("dialout.answered", "w-2", timestamp=1728023427),  # a number
+        call.webhook("dialout.warning", "w-3", session_id="another-session"),
+        call.webhook("dialout.warning", "w-4", room="room-b"),
+        call.webhook("dialout.warning", "w-5", timestamp="1728023428.25"),
+        call.webhook("dialout.warning", "w-6", matched=False, extra={"a": [], "b": {}}),
+        call.webhook("dialout.warning", "w-6"),  # a duplicate: not recorded
+        call.webhook("dialout.stopped", "w-7"),
+        other.webhook("dialout.warning", "w-8", timestamp="soon"),
+    ]
+    orphan = to_change({"type": "dialin.ready", "id": "w-9", "payload": {"room": "lobby"}})
+    dialin = to_change(
+        {
+            "type": "dialin.connected",
+            "id": "w-10",
+            "payload": {
+                "session_id": "in-1",
+                "room": "r",
+                "sip_from": "sip:a@b",
+                "timestamp": "1728023429",
+            },
+        }
+    )
+    assert orphan is not None and dialin is not None
+    apply_all(call_store, [*changes, *webhooks, orphan, dialin])
+
+    published = []
+    while (message := pubsub.get_message(timeout=2)) is not None:
+        published.append(json.loads(message["data"]))
+    pubsub.close()
+    assert len(published) == len(changes) + len(webhooks) - 1 + 2
+    assert call_store.feed(after=first, limit=100) == published
+    for call_id in {event["callId"] for event in published if event["callId"]}:
+        found = call_store.get(call_id)
+        assert found is not None
+        mine = [e for e in published if e["callId"] == call_id]
+        history = [{k: v for k, v in e.items() if k != "eventId"} for e in found["history"]]
+        assert history == [history_entry(e) for e in mine]
+    assert history_ids(call_store.get(call.call_id) or {}) == [f"w-{n}" for n in range(1, 8)]
+
+
+def history_entry(event: dict[str, Any]) -> dict[str, Any]:
+    """A published event as its call's history shows it."""
+    entry = {k: event[k] for k in ("seq", "event", "from", "to", "at", "source", "data")}
+    if event["ignored"]:
+        entry["ignored"] = True
+    return entry
