@@ -31,6 +31,7 @@ ARGV[1]: the change, one JSON object with named fields (telephony/store.py build
               s = {session_id, user_id, room: values taken out}, t = 't'|'T'|nil}, or absent;
               used only when every value taken out equals the entry's own
   atMs        'at' in milliseconds, when 'at' is exactly that time's ISO form, or absent
+  dedupeScan  how many of a call's first history entries de-duplication searches
   jobPrefix   RQ's job hash prefix ('rq:job:'): a call that ends deletes its watchdog job
 
 Events held for a session not yet known are stored as the same object without the limits
@@ -48,6 +49,7 @@ local dedupe_ttl = tonumber(change.dedupeTtl)
 local pending_ttl = tonumber(change.pendingTtl)
 local now_ms = change.nowMs
 local job_prefix = change.jobPrefix
+local dedupe_scan = tonumber(change.dedupeScan) or 0
 local SEQ, FEED, METRICS, CALLS, OPEN, LIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local SCHEDULED = KEYS[7]
 
@@ -71,25 +73,40 @@ local function text(value)
   return value
 end
 
--- The feed entry: fixed fields (a stream stores the names once when every entry repeats
--- them), the time in ms when it has a ms form, and the event's data without what the entry
--- already carries (feed.d, built by store.py's _feed_form): x says which of session_id
--- (s), user_id (u), room (r), timestamp (t as text, T as a number) to put back on read.
-local function feed_entry(e, data, feed, at_ms)
-  local d, x = data, ''
+-- The event's data as the feed and the history keep it: without what the entry carries
+-- (feed.d, built by store.py's _feed_form) when every value taken out equals the entry's
+-- own, with marks saying which of session_id (s), user_id (u), room (r), timestamp (t as
+-- text, T as a number) to put back on read; else the data whole and no marks.
+local function compact(e, data, feed)
   if feed then
     local strip = feed.s or {}
     if (strip.session_id == nil or strip.session_id == e.sessionId)
         and (strip.user_id == nil or strip.user_id == e.callId)
         and (strip.room == nil or strip.room == e.room) then
-      d = feed.d
-      x = (strip.session_id and 's' or '') .. (strip.user_id and 'u' or '')
-          .. (strip.room and 'r' or '') .. (feed.t or '')
+      return feed.d, (strip.session_id and 's' or '') .. (strip.user_id and 'u' or '')
+                     .. (strip.room and 'r' or '') .. (feed.t or '')
     end
   end
+  return data, ''
+end
+
+-- The feed entry: fixed fields (a stream stores the names once when every entry repeats
+-- them), the time in ms when it has a ms form, the data compact.
+local function feed_entry(e, data, feed, at_ms)
+  local d, x = compact(e, data, feed)
   return {'c', text(e.callId), 's', text(e.sessionId), 'r', text(e.room), 'k', text(e.kind),
           'e', e.event, 'f', text(e.from), 't', text(e.to), 'a', at_ms or e.at,
           'o', e.source, 'i', e.ignored and '1' or '0', 'x', x, 'd', d}
+end
+
+-- A history entry: [Daily's envelope id or '', seq, event, from, to, at (ms or text), source,
+-- ignored (0/1), marks, data], the data compact (what the call holds is put back on read).
+-- The id comes first: de-duplication looks for it there.
+local function history_entry(e, data, feed, at_ms, event_id)
+  local d, x = compact(e, data, feed)
+  local base = cjson.encode({event_id, e.seq, e.event, e.from, e.to, at_ms or e.at, e.source,
+                             e.ignored and 1 or 0, x})
+  return string.sub(base, 1, -2) .. ',' .. d .. ']'
 end
 
 -- Onto the feed and both channels (the call's own when it is one: owner ~= '').
@@ -150,15 +167,24 @@ apply = function(args)
   -- checked first, remembered last, so a script that fails half-way (Redis does not roll
   -- back) does not make Daily's retry of this event look like a duplicate. A held event that
   -- is drained was checked when it was held (and is remembered again).
+  --
+  -- A known call's history already holds the ids it recorded (first in each entry), so
+  -- they cost no key of their own: the first dedupeScan entries are searched, and only an
+  -- event recorded beyond them (a very long call) or not on a call (held, orphaned) is
+  -- remembered under {p}:seen:{id}, for dedupeTtl.
   local seen = prefix .. ':seen:' .. event_id
   local function remember()
     if event_id ~= '' then
       redis.call('SET', seen, '1', 'EX', dedupe_ttl)
     end
   end
-  if event_id ~= '' and not args.drained and redis.call('EXISTS', seen) == 1 then
+  local function duplicate()
     count('duplicate')
     return {'duplicate', call_id, '', '', 0}
+  end
+  local checking = event_id ~= '' and not args.drained
+  if checking and redis.call('EXISTS', seen) == 1 then
+    return duplicate()
   end
 
   if call_id == '' and session_id ~= '' then
@@ -191,11 +217,18 @@ apply = function(args)
   end
 
   local history = prefix .. ':history:' .. call_id
+  if checking and exists then
+    local needle = '[' .. cjson.encode(event_id) .. ','
+    for _, item in ipairs(redis.call('LRANGE', history, 0, dedupe_scan - 1)) do
+      if string.sub(item, 1, #needle) == needle then return duplicate() end
+    end
+  end
   if not exists then
     for name, value in pairs(args.create) do
       redis.call('HSET', key, name, value)
     end
-    redis.call('HSET', key, 'id', call_id, 'state', 'new', 'createdAt', at, 'updatedAt', at)
+    -- No 'id' field: the key holds it (telephony/store.py puts it back on read).
+    redis.call('HSET', key, 'state', 'new', 'createdAt', at, 'updatedAt', at)
     redis.call('ZADD', CALLS, now_ms, call_id)
     redis.call('ZADD', OPEN, now_ms, call_id) -- dial-ins too: their ceiling is watched
   end
@@ -240,15 +273,14 @@ apply = function(args)
 
   local to = dest or state
   local seq = redis.call('INCR', SEQ)
-  local entry = {seq = seq, event = event, from = state, to = to, at = at, source = source}
-  if ignored then entry.ignored = true end
+  local e = {seq = seq, callId = call_id, sessionId = nullable(known_session),
+             room = nullable(room), kind = nullable(kind), event = event, from = state, to = to,
+             at = at, source = source, ignored = ignored}
   -- Daily's envelope id, so a call's history shows which delivery was recorded.
-  if event_id ~= '' then entry.eventId = event_id end
-  redis.call('RPUSH', history, encode(entry, data))
+  local recorded = redis.call('RPUSH', history, history_entry(e, data, args.feed, args.atMs,
+                                                             event_id))
 
-  publish({seq = seq, callId = call_id, sessionId = nullable(known_session),
-           room = nullable(room), kind = nullable(kind), event = event, from = state, to = to,
-           at = at, source = source, ignored = ignored}, data, args.feed, args.atMs, call_id)
+  publish(e, data, args.feed, args.atMs, call_id)
 
   if FINAL[to] and not ignored then
     redis.call('EXPIRE', key, retention)
@@ -273,7 +305,7 @@ apply = function(args)
     end
   end
 
-  remember()
+  if recorded > dedupe_scan then remember() end  -- beyond what the history search covers
   if ignored then count('ignored') else count('applied', to ~= state and to or nil) end
   if newly_known then
     drain(call_id, known_session)

@@ -51,7 +51,7 @@ class Field:
 FIELDS: dict[str, Field] = {
     f.name: f
     for f in (
-        Field("id", "text", always=True, doc="the call id (also the dial-out's userId)"),
+        Field("id", "text", always=True, doc="the call id (also the dial-out's userId; its key)"),
         Field("kind", "text", always=True, doc="dialout or dialin"),
         Field("room", "text", always=True, doc="the Daily room"),
         Field("destination", "text", always=True, doc="phone number or SIP URI (dial-in: from)"),
@@ -130,10 +130,12 @@ class CallRecord:
     start_job: str | None = None
 
     @classmethod
-    def restore(cls, raw: Mapping[bytes, bytes]) -> CallRecord:
-        """The record from its hash (``HGETALL``); fields of a newer version are left out."""
+    def restore(cls, raw: Mapping[bytes, bytes], call_id: str) -> CallRecord:
+        """The record of call ``call_id`` from its hash (``HGETALL``; the id is the key's, not
+        a field); fields of a newer version are left out."""
         known = {f.name for f in dataclass_fields(cls)}
         found = {attribute(name): value for name, value in decode(raw, internal=True).items()}
+        found["id"] = call_id
         return cls(**{name: value for name, value in found.items() if name in known})
 
 

@@ -160,6 +160,7 @@ class CallStore:
             "dedupeTtl": self.settings.dedupe_ttl,
             "pendingTtl": defaults.PENDING_TTL,
             "jobPrefix": Job.redis_job_namespace_prefix,
+            "dedupeScan": defaults.DEDUPE_HISTORY_SCAN,
             "nowMs": int(time.time() * 1000),
         }
         at_ms = _ms_form(named["at"])
@@ -190,13 +191,13 @@ class CallStore:
             return None
         call = _decode(call_id, results[0], internal=internal)
         if history:
-            call["history"] = [_history_entry(entry) for entry in results[1]]
+            call["history"] = [_history_entry(entry, call) for entry in results[1]]
         return call
 
     def load(self, call_id: str) -> record.CallRecord | None:
         """The call as the workers read it, bookkeeping included; one round trip."""
         raw = self.redis.hgetall(self.keys.call(call_id))
-        return record.CallRecord.restore(raw) if raw else None
+        return record.CallRecord.restore(raw, call_id) if raw else None
 
     def state(self, call_id: str) -> str | None:
         return self.fields(call_id, "state")["state"]  # type: ignore[no-any-return]
@@ -312,17 +313,39 @@ def _decode(call_id: str, raw: dict[bytes, bytes], internal: bool = False) -> di
     """The call, or, for a record this version cannot read, the contract's fields with its id
     and ``unreadable`` saying why: one bad record never breaks a listing or a page."""
     try:
-        return record.decode(raw, internal=internal)
+        call = record.decode(raw, internal=internal)
+        call["id"] = call_id  # the key holds it (records before the compact form hold it too)
+        return call
     except record.RecordError as exc:
         log.error("call %s: %s", call_id, exc)
         return {**record.decode({}), "id": call_id, "unreadable": str(exc)}
 
 
-def _history_entry(raw: bytes) -> dict[str, Any]:
+def _history_entry(raw: bytes, call: dict[str, Any]) -> dict[str, Any]:
+    """A history entry as recorded; entries written before the compact form (one JSON object
+    each) read as they are."""
     try:
-        entry: dict[str, Any] = json.loads(raw)
-    except (ValueError, RecursionError):
+        found = json.loads(raw)
+        if isinstance(found, dict):
+            return found
+        event_id, seq, event, from_, to, at, source, ignored, marks, data = found
+    except (ValueError, RecursionError, TypeError):
         return {"unreadable": "history entry is not JSON"}
+    at_ms = int(at) if isinstance(at, str) and at.isdigit() else None
+    entry: dict[str, Any] = {
+        "seq": seq, "event": event, "from": from_, "to": to,
+        "at": iso_time(at_ms / 1000) if at_ms is not None else at, "source": source,
+    }  # fmt: skip
+    if ignored:
+        entry["ignored"] = True
+    if event_id:
+        entry["eventId"] = event_id
+    carried = {
+        "sessionId": call.get("sessionId"),
+        "callId": call.get("id"),
+        "room": call.get("room"),
+    }
+    entry["data"] = _restored(data, marks, carried, at_ms)
     return entry
 
 
@@ -396,15 +419,18 @@ def _rebuilt(seq: int, f: dict[str, str]) -> dict[str, Any]:
         "at": iso_time(at_ms / 1000) if at_ms is not None else at,
         "source": f["o"], "ignored": f["i"] == "1",
     }  # fmt: skip
-    data = json.loads(f["d"])
-    marks = f["x"]
+    event["data"] = _restored(json.loads(f["d"]), f["x"], event, at_ms)
+    return event
+
+
+def _restored(data: Any, marks: str, carried: dict[str, Any], at_ms: int | None) -> Any:
+    """The event's data with what its feed or history entry carries put back (``marks``)."""
     if marks and isinstance(data, dict):
-        for name, mark, carried in _CARRIED:
+        for name, mark, source in _CARRIED:
             if mark in marks:
-                data[name] = event[carried]
+                data[name] = carried[source]
         if at_ms is not None and "t" in marks:
             data["timestamp"] = str(at_ms // 1000)
         elif at_ms is not None and "T" in marks:
             data["timestamp"] = at_ms // 1000
-    event["data"] = data
-    return event
+    return data

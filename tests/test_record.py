@@ -68,7 +68,7 @@ def test_the_workers_read_every_field_by_its_python_name() -> None:
         id="c-1", state="ringing", attempts=2, watch_due=1733582400123, dialing_since=1.5,
         stop_requested=1, metadata=None, options={"codecs": []}))  # fmt: skip
     raw = {name.encode(): str(value).encode() for name, value in stored.items()}
-    call = record.CallRecord.restore({**raw, b"fieldOfANewerVersion": b"x"})
+    call = record.CallRecord.restore({**raw, b"fieldOfANewerVersion": b"x"}, "c-1")
     assert (call.id, call.state, call.attempts, call.watch_due) == ("c-1", "ringing", 2,
                                                                    1733582400123)  # fmt: skip
     assert call.dialing_since == "1970-01-01T00:00:01.500Z" and call.stop_requested == 1

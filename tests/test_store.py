@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import wait_for
+from conftest import DialOut, wait_for
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -101,9 +101,32 @@ def test_duplicate_event_id_is_applied_once(call_store: CallStore, dialout: Any)
     assert record is not None
     assert record["state"] == "connected"
     assert history_ids(record) == ["evt-1"]
-    assert call_store.redis.ttl(call_store.keys.seen("evt-1")) == pytest.approx(
-        call_store.settings.dedupe_ttl, abs=5
-    )
+    assert not call_store.redis.exists(call_store.keys.seen("evt-1"))  # the history has it
+
+
+def test_duplicates_are_caught_on_a_call_longer_than_the_history_search(
+    call_store: CallStore, dialout: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids recorded beyond the entries de-duplication searches are remembered by key: a
+    duplicate of an early event and of a late one are both caught."""
+    monkeypatch.setattr(defaults, "DEDUPE_HISTORY_SCAN", 4)
+    call = dialout()
+    apply_all(call_store, [call.queue(), call.dial()])
+    warnings = [call.webhook("dialout.warning", f"evt-w{n}") for n in range(6)]
+    assert {o.status for o in apply_all(call_store, warnings)} == {"applied"}
+    assert [call_store.apply(w).status for w in warnings] == ["duplicate"] * 6
+    seen = [n for n in range(6) if call_store.redis.exists(call_store.keys.seen(f"evt-w{n}"))]
+    assert seen == [2, 3, 4, 5]  # entries 5 to 8 of the history; the first 4 are searched
+    for key in (call_store.keys.seen("evt-w2"),):
+        assert call_store.redis.ttl(key) == pytest.approx(call_store.settings.dedupe_ttl, abs=5)
+
+
+def test_an_event_for_no_known_call_is_remembered_by_key(call_store: CallStore) -> None:
+    """Held (its session unknown yet) or orphaned, an event's id has no history to live in."""
+    held = DialOut().webhook("dialout.connected", "evt-held", matched=False)
+    assert call_store.apply(held).status == "held"
+    assert call_store.apply(held).status == "duplicate"
+    assert call_store.redis.exists(call_store.keys.seen("evt-held"))
 
 
 def test_backward_event_is_recorded_as_ignored(call_store: CallStore, dialout: Any) -> None:
