@@ -31,6 +31,7 @@ ARGV[1]: the change, one JSON object with named fields (telephony/store.py build
               s = {session_id, user_id, room: values taken out}, t = 't'|'T'|nil}, or absent;
               used only when every value taken out equals the entry's own
   atMs        'at' in milliseconds, when 'at' is exactly that time's ISO form, or absent
+  sessionTtl  seconds a finished call's session index is kept (capped by retention)
   dedupeScan  how many of a call's first history entries de-duplication searches
   jobPrefix   RQ's job hash prefix ('rq:job:'): a call that ends deletes its watchdog job
 
@@ -73,47 +74,59 @@ local function text(value)
   return value
 end
 
+-- The Daily domain the service's webhooks come from: the first one seen, kept for good
+-- ({p}:domain), so an entry can leave out a domain_id equal to it (and one of another domain
+-- keeps its own).
+local function known_domain(value)
+  local key = prefix .. ':domain'
+  local domain = redis.call('GET', key)
+  if domain then return domain end
+  redis.call('SET', key, value)
+  return value
+end
+
 -- The event's data as the feed and the history keep it: without what the entry carries
 -- (feed.d, built by store.py's _feed_form) when every value taken out equals the entry's
--- own, with marks saying which of session_id (s), user_id (u), room (r), timestamp (t as
--- text, T as a number) to put back on read; else the data whole and no marks.
+-- own, with marks saying which of session_id (s), user_id (u), room (r), domain_id (d),
+-- timestamp (t as text, T as a number) to put back on read; else the data whole, no marks.
 local function compact(e, data, feed)
   if feed then
     local strip = feed.s or {}
     if (strip.session_id == nil or strip.session_id == e.sessionId)
         and (strip.user_id == nil or strip.user_id == e.callId)
-        and (strip.room == nil or strip.room == e.room) then
+        and (strip.room == nil or strip.room == e.room)
+        and (strip.domain_id == nil or strip.domain_id == known_domain(strip.domain_id)) then
       return feed.d, (strip.session_id and 's' or '') .. (strip.user_id and 'u' or '')
-                     .. (strip.room and 'r' or '') .. (feed.t or '')
+                     .. (strip.room and 'r' or '') .. (strip.domain_id and 'd' or '')
+                     .. (feed.t or '')
     end
   end
   return data, ''
 end
 
 -- The feed entry: fixed fields (a stream stores the names once when every entry repeats
--- them), the time in ms when it has a ms form, the data compact.
-local function feed_entry(e, data, feed, at_ms)
-  local d, x = compact(e, data, feed)
+-- them), the time in ms when it has a ms form, the data compact (d, x).
+local function feed_entry(e, d, x, at_ms)
   return {'c', text(e.callId), 's', text(e.sessionId), 'r', text(e.room), 'k', text(e.kind),
           'e', e.event, 'f', text(e.from), 't', text(e.to), 'a', at_ms or e.at,
           'o', e.source, 'i', e.ignored and '1' or '0', 'x', x, 'd', d}
 end
 
--- A history entry: [Daily's envelope id or '', seq, event, from, to, at (ms or text), source,
--- ignored (0/1), marks, data], the data compact (what the call holds is put back on read).
--- The id comes first: de-duplication looks for it there.
-local function history_entry(e, data, feed, at_ms, event_id)
-  local d, x = compact(e, data, feed)
-  local base = cjson.encode({event_id, e.seq, e.event, e.from, e.to, at_ms or e.at, e.source,
-                             e.ignored and 1 or 0, x})
+-- A history entry: [Daily's envelope id or '', seq, event, '' (from: the entry before's
+-- to, or 'new'), to, at (ms, or the text when it has no ms form), source, ignored (0/1),
+-- marks, data], the data compact (d, x: what the call holds is put back on read). The id
+-- comes first: de-duplication looks for it there.
+local function history_entry(e, d, x, at_ms, event_id)
+  local base = cjson.encode({event_id, e.seq, e.event, '', e.to, tonumber(at_ms) or e.at,
+                             e.source, e.ignored and 1 or 0, x})
   return string.sub(base, 1, -2) .. ',' .. d .. ']'
 end
 
 -- Onto the feed and both channels (the call's own when it is one: owner ~= '').
-local function publish(e, data, feed, at_ms, owner)
+local function publish(e, data, d, x, at_ms, owner)
   local json = encode(e, data)
   redis.call('XADD', FEED, 'MAXLEN', '~', maxlen, e.seq .. '-0',
-             unpack(feed_entry(e, data, feed, at_ms)))
+             unpack(feed_entry(e, d, x, at_ms)))
   redis.call('PUBLISH', prefix .. ':events', json)
   if owner ~= '' then
     redis.call('PUBLISH', prefix .. ':calls:' .. owner, json)
@@ -208,9 +221,11 @@ apply = function(args)
     end
     -- No call and nothing to match it by: keep it on the feed, owned by no call.
     local seq = redis.call('INCR', SEQ)
-    publish({seq = seq, callId = nullable(call_id), sessionId = cjson.null, room = cjson.null,
-             kind = cjson.null, event = event, from = cjson.null, to = cjson.null, at = at,
-             source = source, ignored = true}, data, args.feed, args.atMs, '')
+    local e = {seq = seq, callId = nullable(call_id), sessionId = cjson.null,
+               room = cjson.null, kind = cjson.null, event = event, from = cjson.null,
+               to = cjson.null, at = at, source = source, ignored = true}
+    local d, x = compact(e, data, args.feed)
+    publish(e, data, d, x, args.atMs, '')
     count('orphan')
     remember()
     return {'orphan', call_id, '', '', seq}
@@ -276,11 +291,10 @@ apply = function(args)
   local e = {seq = seq, callId = call_id, sessionId = nullable(known_session),
              room = nullable(room), kind = nullable(kind), event = event, from = state, to = to,
              at = at, source = source, ignored = ignored}
+  local d, x = compact(e, data, args.feed)
   -- Daily's envelope id, so a call's history shows which delivery was recorded.
-  local recorded = redis.call('RPUSH', history, history_entry(e, data, args.feed, args.atMs,
-                                                             event_id))
-
-  publish(e, data, args.feed, args.atMs, call_id)
+  local recorded = redis.call('RPUSH', history, history_entry(e, d, x, args.atMs, event_id))
+  publish(e, data, d, x, args.atMs, call_id)
 
   if FINAL[to] and not ignored then
     redis.call('EXPIRE', key, retention)
@@ -301,7 +315,10 @@ apply = function(args)
     redis.call('ZREMRANGEBYSCORE', CALLS, '-inf',
                string.format('(%d', tonumber(now_ms) - retention * 1000))
     if known_session then
-      redis.call('EXPIRE', prefix .. ':session:' .. known_session, retention)
+      -- Only webhooks without the call's id need it, and they come within Daily's retries
+      -- or a log replay after an outage: sessionTtl, not the record's whole retention.
+      redis.call('EXPIRE', prefix .. ':session:' .. known_session,
+                 math.min(retention, tonumber(change.sessionTtl) or retention))
     end
   end
 

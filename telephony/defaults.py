@@ -131,6 +131,13 @@ WEB_THREADS = 2
 #: gives up after about 15 minutes, a day is comfortably beyond that.
 DEDUPE_TTL = 86_400
 
+#: Seconds a finished call's session index (``{p}:session:{id}`` → call id) is kept. Only a
+#: webhook without the call's id needs it (a dial-out's carry ``user_id``; a dial-in's id is
+#: its session's), and such late webhooks come within Daily's retries (about 15 min), the
+#: stale-signature window (``WEBHOOK_MAX_AGE``, 1 h) or a replay of Daily's log after an
+#: outage (the next webhook check): a day covers all three. Capped by the call's retention.
+SESSION_INDEX_TTL = 24 * 3600
+
 #: A known call's first history entries that de-duplication searches for a webhook's id
 #: (the history keeps every id it recorded, so they need no key of their own); an event
 #: recorded beyond them (a call with this many events is rare) is remembered under a

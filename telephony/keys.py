@@ -9,6 +9,7 @@ key                                    type        holds
 ``{p}:open``                           zset        calls not yet final, by creation (ms)
 ``{p}:periodic``                       string      the pool that runs the periodic work (TTL)
 ``{p}:webhook``                        hash        our Daily webhook (uuid, url) and its last check
+``{p}:domain``                         string      the Daily domain id of the first webhook seen
 ``{p}:absent``                         hash        answered call id → when presence first lacked it
 ``{p}:session:{sessionId}``            string      call id of a Daily session
 ``{p}:pending:{sessionId}``            list        events held until the session's call is known
@@ -55,6 +56,11 @@ class Keys:
     @property
     def periodic(self) -> str:
         return f"{self.prefix}:periodic"
+
+    @property
+    def domain(self) -> str:
+        """Feed and history entries leave out a ``domain_id`` equal to it (apply.lua)."""
+        return f"{self.prefix}:domain"
 
     @property
     def webhook(self) -> str:

@@ -161,6 +161,7 @@ class CallStore:
             "pendingTtl": defaults.PENDING_TTL,
             "jobPrefix": Job.redis_job_namespace_prefix,
             "dedupeScan": defaults.DEDUPE_HISTORY_SCAN,
+            "sessionTtl": defaults.SESSION_INDEX_TTL,
             "nowMs": int(time.time() * 1000),
         }
         at_ms = _ms_form(named["at"])
@@ -186,12 +187,13 @@ class CallStore:
         pipe.hgetall(self.keys.call(call_id))
         if history:
             pipe.lrange(self.keys.history(call_id), 0, -1)
+            pipe.get(self.keys.domain)
         results = pipe.execute()
         if not results[0]:
             return None
         call = _decode(call_id, results[0], internal=internal)
         if history:
-            call["history"] = [_history_entry(entry, call) for entry in results[1]]
+            call["history"] = _history(results[1], call, _text(results[2]))
         return call
 
     def load(self, call_id: str) -> record.CallRecord | None:
@@ -305,8 +307,11 @@ class CallStore:
 
     def feed(self, after: int = 0, limit: int = defaults.PAGE_DEFAULT) -> list[dict[str, Any]]:
         """Recorded events with ``seq > after``, in order (``GET /v1/events``)."""
-        rows = self.redis.xrange(self.keys.feed, min=f"({after}-0", max="+", count=limit)
-        return [_feed_entry(entry_id, fields) for entry_id, fields in rows]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xrange(self.keys.feed, min=f"({after}-0", max="+", count=limit)
+        pipe.get(self.keys.domain)
+        rows, domain = pipe.execute()
+        return [_feed_entry(entry_id, fields, _text(domain)) for entry_id, fields in rows]
 
 
 def _decode(call_id: str, raw: dict[bytes, bytes], internal: bool = False) -> dict[str, Any]:
@@ -321,9 +326,26 @@ def _decode(call_id: str, raw: dict[bytes, bytes], internal: bool = False) -> di
         return {**record.decode({}), "id": call_id, "unreadable": str(exc)}
 
 
-def _history_entry(raw: bytes, call: dict[str, Any]) -> dict[str, Any]:
-    """A history entry as recorded; entries written before the compact form (one JSON object
-    each) read as they are."""
+def _text(raw: bytes | None) -> str | None:
+    return raw.decode() if raw is not None else None
+
+
+def _history(raw: list[bytes], call: dict[str, Any], domain: str | None) -> list[dict[str, Any]]:
+    """The call's history as recorded: each entry's ``from`` is the state the entry before
+    left the call in (``new`` for the first), which the compact form does not repeat."""
+    carried = {"sessionId": call.get("sessionId"), "callId": call.get("id"),
+               "room": call.get("room"), "domain": domain}  # fmt: skip
+    entries, state = [], "new"
+    for item in raw:
+        entry = _history_entry(item, carried, state)
+        state = entry.get("to", state)
+        entries.append(entry)
+    return entries
+
+
+def _history_entry(raw: bytes, carried: dict[str, Any], before: str) -> dict[str, Any]:
+    """One history entry; entries written before the compact form (one JSON object each)
+    read as they are."""
     try:
         found = json.loads(raw)
         if isinstance(found, dict):
@@ -331,27 +353,32 @@ def _history_entry(raw: bytes, call: dict[str, Any]) -> dict[str, Any]:
         event_id, seq, event, from_, to, at, source, ignored, marks, data = found
     except (ValueError, RecursionError, TypeError):
         return {"unreadable": "history entry is not JSON"}
-    at_ms = int(at) if isinstance(at, str) and at.isdigit() else None
+    at_ms = _ms(at)
     entry: dict[str, Any] = {
-        "seq": seq, "event": event, "from": from_, "to": to,
+        "seq": seq, "event": event, "from": from_ or before, "to": to,
         "at": iso_time(at_ms / 1000) if at_ms is not None else at, "source": source,
     }  # fmt: skip
     if ignored:
         entry["ignored"] = True
     if event_id:
         entry["eventId"] = event_id
-    carried = {
-        "sessionId": call.get("sessionId"),
-        "callId": call.get("id"),
-        "room": call.get("room"),
-    }
     entry["data"] = _restored(data, marks, carried, at_ms)
     return entry
 
 
+def _ms(at: Any) -> int | None:
+    """A stored time in ms (a number, or digits), else None (the time's own text)."""
+    if type(at) is int:
+        return at
+    return int(at) if isinstance(at, str) and at.isdigit() else None
+
+
 #: Payload fields a feed entry can carry for the event's data (``apply.lua``'s feed_entry):
 #: taken out of the stored data when they equal the entry's own, put back on read.
-_CARRIED = (("session_id", "s", "sessionId"), ("user_id", "u", "callId"), ("room", "r", "room"))
+_CARRIED = (
+    ("session_id", "s", "sessionId"), ("user_id", "u", "callId"), ("room", "r", "room"),
+    ("domain_id", "d", "domain"),
+)  # fmt: skip
 
 
 def _ms_form(at: str) -> int | None:
@@ -393,7 +420,7 @@ def _feed_form(data: Any, at_ms: int) -> dict[str, Any] | None:
     return form
 
 
-def _feed_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
+def _feed_entry(entry_id: bytes, fields: dict[bytes, bytes], domain: str | None) -> dict[str, Any]:
     """A feed event as it was published; for one that cannot be read, its ``seq`` and
     ``unreadable`` (a reader must be able to go past it). Entries written before the compact
     form hold the published JSON whole (``m``)."""
@@ -402,13 +429,13 @@ def _feed_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
         if b"m" in fields:
             event: dict[str, Any] = json.loads(fields[b"m"])
             return event
-        return _rebuilt(seq, {k.decode(): v.decode() for k, v in fields.items()})
+        return _rebuilt(seq, {k.decode(): v.decode() for k, v in fields.items()}, domain)
     except (KeyError, ValueError, RecursionError):
         why = "feed entry is not JSON" if b"m" in fields else "feed entry is incomplete"
         return {"seq": seq, "unreadable": why}
 
 
-def _rebuilt(seq: int, f: dict[str, str]) -> dict[str, Any]:
+def _rebuilt(seq: int, f: dict[str, str], domain: str | None) -> dict[str, Any]:
     """The published event from a compact feed entry (``apply.lua``'s feed_entry)."""
     at = f["a"]
     at_ms = int(at) if at.isdigit() else None
@@ -419,7 +446,8 @@ def _rebuilt(seq: int, f: dict[str, str]) -> dict[str, Any]:
         "at": iso_time(at_ms / 1000) if at_ms is not None else at,
         "source": f["o"], "ignored": f["i"] == "1",
     }  # fmt: skip
-    event["data"] = _restored(json.loads(f["d"]), f["x"], event, at_ms)
+    carried = {**event, "domain": domain}
+    event["data"] = _restored(json.loads(f["d"]), f["x"], carried, at_ms)
     return event
 
 
