@@ -85,23 +85,54 @@ local function known_domain(value)
   return value
 end
 
--- The event's data as the feed and the history keep it: without what the entry carries
--- (feed.d, built by store.py's _feed_form) when every value taken out equals the entry's
--- own, with marks saying which of session_id (s), user_id (u), room (r), domain_id (d),
--- timestamp (t as text, T as a number) to put back on read; else the data whole, no marks.
-local function compact(e, data, feed)
-  if feed then
-    local strip = feed.s or {}
-    if (strip.session_id == nil or strip.session_id == e.sessionId)
-        and (strip.user_id == nil or strip.user_id == e.callId)
-        and (strip.room == nil or strip.room == e.room)
-        and (strip.domain_id == nil or strip.domain_id == known_domain(strip.domain_id)) then
-      return feed.d, (strip.session_id and 's' or '') .. (strip.user_id and 'u' or '')
-                     .. (strip.room and 'r' or '') .. (strip.domain_id and 'd' or '')
-                     .. (feed.t or '')
+-- What feed and history entries can leave out of an event's data, with the mark that says
+-- so (telephony/store.py puts the value back on read from the entry, the call or the domain).
+local CARRIED = {{'session_id', 's'}, {'user_id', 'u'}, {'room', 'r'}, {'domain_id', 'd'},
+                 {'sessionId', 'S'}, {'destination', 'D'}}
+
+-- The JSON object text d with the "name":value pairs put back in front.
+local function put_back(d, pairs)
+  if #pairs == 0 then return d end
+  local rest = string.sub(d, 2)
+  return '{' .. table.concat(pairs, ',') .. (rest == '}' and '}' or ',' .. rest)
+end
+
+-- The event's data as the feed and the history keep it, with their marks: feed.d (built by
+-- store.py's _feed_form) is the data without the fields in feed.s; each is left out where
+-- its value equals what the entry carries (the feed entry: session, call id, room; the
+-- history: those and the call's destination; both: the known domain), and put back
+-- otherwise. feed.t marks a timestamp the entry's time gives back. No feed: the data whole.
+local function compact(e, data, feed, destination)
+  if not feed then return data, '', data, '' end
+  local taken = feed.s or {}
+  local feed_back, history_back, feed_marks, history_marks = {}, {}, '', ''
+  for _, carried in ipairs(CARRIED) do
+    local name, mark = carried[1], carried[2]
+    local value = taken[name]
+    if value ~= nil then
+      local own
+      if name == 'domain_id' then own = known_domain(value)
+      elseif name == 'destination' then own = destination
+      elseif name == 'user_id' then own = e.callId
+      elseif name == 'room' then own = e.room
+      else own = e.sessionId end
+      local pair = cjson.encode(name) .. ':' .. cjson.encode(value)
+      if value == own then
+        history_marks = history_marks .. mark
+        if name == 'destination' then
+          table.insert(feed_back, pair)  -- the feed entry does not carry it
+        else
+          feed_marks = feed_marks .. mark
+        end
+      else
+        table.insert(feed_back, pair)
+        table.insert(history_back, pair)
+      end
     end
   end
-  return data, ''
+  local stamp = feed.t or ''
+  return put_back(feed.d, feed_back), feed_marks .. stamp,
+         put_back(feed.d, history_back), history_marks .. stamp
 end
 
 -- The feed entry: fixed fields (a stream stores the names once when every entry repeats
@@ -224,7 +255,7 @@ apply = function(args)
     local e = {seq = seq, callId = nullable(call_id), sessionId = cjson.null,
                room = cjson.null, kind = cjson.null, event = event, from = cjson.null,
                to = cjson.null, at = at, source = source, ignored = true}
-    local d, x = compact(e, data, args.feed)
+    local d, x = compact(e, data, args.feed, nil)
     publish(e, data, d, x, args.atMs, '')
     count('orphan')
     remember()
@@ -248,8 +279,8 @@ apply = function(args)
     redis.call('ZADD', OPEN, now_ms, call_id) -- dial-ins too: their ceiling is watched
   end
 
-  local state, room, kind, known_session = unpack(
-    redis.call('HMGET', key, 'state', 'room', 'kind', 'sessionId'))
+  local state, room, kind, known_session, destination = unpack(
+    redis.call('HMGET', key, 'state', 'room', 'kind', 'sessionId', 'destination'))
   local newly_known = false
   if session_id ~= '' and not known_session then
     redis.call('HSET', key, 'sessionId', session_id)
@@ -291,9 +322,9 @@ apply = function(args)
   local e = {seq = seq, callId = call_id, sessionId = nullable(known_session),
              room = nullable(room), kind = nullable(kind), event = event, from = state, to = to,
              at = at, source = source, ignored = ignored}
-  local d, x = compact(e, data, args.feed)
+  local d, x, hd, hx = compact(e, data, args.feed, destination)
   -- Daily's envelope id, so a call's history shows which delivery was recorded.
-  local recorded = redis.call('RPUSH', history, history_entry(e, d, x, args.atMs, event_id))
+  local recorded = redis.call('RPUSH', history, history_entry(e, hd, hx, args.atMs, event_id))
   publish(e, data, d, x, args.atMs, call_id)
 
   if FINAL[to] and not ignored then

@@ -334,7 +334,8 @@ def _history(raw: list[bytes], call: dict[str, Any], domain: str | None) -> list
     """The call's history as recorded: each entry's ``from`` is the state the entry before
     left the call in (``new`` for the first), which the compact form does not repeat."""
     carried = {"sessionId": call.get("sessionId"), "callId": call.get("id"),
-               "room": call.get("room"), "domain": domain}  # fmt: skip
+               "room": call.get("room"), "domain": domain,
+               "destination": call.get("destination")}  # fmt: skip
     entries, state = [], "new"
     for item in raw:
         entry = _history_entry(item, carried, state)
@@ -373,11 +374,13 @@ def _ms(at: Any) -> int | None:
     return int(at) if isinstance(at, str) and at.isdigit() else None
 
 
-#: Payload fields a feed entry can carry for the event's data (``apply.lua``'s feed_entry):
-#: taken out of the stored data when they equal the entry's own, put back on read.
+#: Fields of an event's data that feed and history entries leave out when the entry holds
+#: the same value (``apply.lua``'s compact): the field, its mark, and where the value is on
+#: read (the feed entry or the call, the Daily domain, the call's destination).
 _CARRIED = (
     ("session_id", "s", "sessionId"), ("user_id", "u", "callId"), ("room", "r", "room"),
-    ("domain_id", "d", "domain"),
+    ("domain_id", "d", "domain"), ("sessionId", "S", "sessionId"),
+    ("destination", "D", "destination"),
 )  # fmt: skip
 
 
@@ -392,10 +395,10 @@ def _ms_form(at: str) -> int | None:
 
 
 def _feed_form(data: Any, at_ms: int) -> dict[str, Any] | None:
-    """The feed's compact form of an event's data: without the fields the entry carries
-    (session, user, room; ``apply.lua`` keeps them out only when they equal the entry's own)
-    and without a ``timestamp`` the entry's time gives back exactly; ``None`` when there is
-    nothing to take out."""
+    """The compact form of an event's data for its feed and history entries: without the
+    fields an entry may carry (:data:`_CARRIED`; ``apply.lua`` puts back each whose value is
+    not the entry's own) and without a ``timestamp`` the entry's time gives back exactly;
+    ``None`` when there is nothing to take out."""
     if not isinstance(data, dict):
         return None
     compact = dict(data)

@@ -681,10 +681,10 @@ def test_the_feed_and_history_read_back_exactly_what_was_published(
     call, other = dialout(room="room-a"), dialout()
     changes = [call.queue(), call.dial(), call.accept(), other.queue()]
     webhooks = [
-        call.webhook("dialout.connected", "w-1", domain_id="dom-1"),
+        call.webhook("dialout.connected", "w-1", domain_id="dom-1", destination="+15550100000"),
         call.webhook("dialout.answered", "w-2", timestamp=1728023427, domain_id="dom-1"),
         call.webhook("dialout.warning", "w-3", session_id="another-session", domain_id="dom-2"),
-        call.webhook("dialout.warning", "w-4", room="room-b"),
+        call.webhook("dialout.warning", "w-4", room="room-b", destination="+15550100999"),
         call.webhook("dialout.warning", "w-5", timestamp="1728023428.25"),
         call.webhook("dialout.warning", "w-6", matched=False, extra={"a": [], "b": {}}),
         call.webhook("dialout.warning", "w-6"),  # a duplicate: not recorded
@@ -705,13 +705,17 @@ def test_the_feed_and_history_read_back_exactly_what_was_published(
         }
     )
     assert orphan is not None and dialin is not None
-    apply_all(call_store, [*changes, *webhooks, orphan, dialin])
+    notes = [
+        Change("note", "call.noted", "worker", call.call_id, data={"sessionId": sid, "n": 1})
+        for sid in (call.session_id, "not-its-session")
+    ]
+    apply_all(call_store, [*changes, *webhooks, orphan, dialin, *notes])
 
     published = []
     while (message := pubsub.get_message(timeout=2)) is not None:
         published.append(json.loads(message["data"]))
     pubsub.close()
-    assert len(published) == len(changes) + len(webhooks) - 1 + 2
+    assert len(published) == len(changes) + len(webhooks) - 1 + 2 + len(notes)
     assert call_store.feed(after=first, limit=100) == published
     for call_id in {event["callId"] for event in published if event["callId"]}:
         found = call_store.get(call_id)
