@@ -339,8 +339,10 @@ apply = function(args)
       redis.call('ZREM', SCHEDULED, watch)
       redis.call('DEL', job_prefix .. watch)
     end
-    -- The workers' bookkeeping (record.py's fields not shown) means nothing once it ended.
-    redis.call('HDEL', key, 'watchDue', 'watchJob', 'startJob', 'dialingSince')
+    -- The workers' bookkeeping (record.py's fields not shown, and the stop asked for, which
+    -- 'reason' now says) means nothing once it ended.
+    redis.call('HDEL', key, 'watchDue', 'watchJob', 'startJob', 'dialingSince',
+               'stopRequested', 'stopReason')
     redis.call('ZREM', OPEN, call_id)
     -- The listing index forgets calls whose records have expired: it cannot grow unbounded.
     redis.call('ZREMRANGEBYSCORE', CALLS, '-inf',

@@ -71,6 +71,7 @@ FIELDS: dict[str, Field] = {
         Field("waitingFor", "text", doc="what a queued call waits for (only while it does)"),
         Field("answeredAt", "time", doc="when Daily reported the answer"),
         Field("endedAt", "time", doc="when the call ended"),
+        # These two live until the call ends (apply.lua removes them: reason then says why).
         Field("stopRequested", "int", doc="1 once a stop was asked for"),
         Field("stopReason", "text", doc="the reason a requested stop ends the call with"),
         Field("transferRequested", "text", doc="the endpoint a transfer was asked to"),

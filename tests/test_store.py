@@ -326,8 +326,8 @@ def test_feed_is_trimmed_to_about_maxlen(
 def test_an_ended_call_keeps_none_of_the_workers_bookkeeping(
     call_store: CallStore, dialout: Any
 ) -> None:
-    """The fields only workers read (timers, the latest start job) are removed when the call
-    ends; what the API shows stays."""
+    """The fields only workers read (timers, the latest start job, the stop asked for) are
+    removed when the call ends; the reason it ended, and what the API shows, stay."""
     call = dialout()
     apply_all(call_store, [call.queue(), call.dial(), call.accept()])
     pipe = call_store.redis.pipeline()
@@ -337,8 +337,9 @@ def test_an_ended_call_keeps_none_of_the_workers_bookkeeping(
     call_store.apply(call.webhook("dialout.stopped", f"s-{call.call_id}"))
     stored = {k.decode() for k in call_store.redis.hkeys(call_store.keys.call(call.call_id))}
     hidden = {name for name, field in record.FIELDS.items() if not field.shown}
-    assert stored & hidden == set()
-    assert {"state", "room", "stopReason", "sessionId"} <= stored
+    assert stored & (hidden | {"stopRequested", "stopReason"}) == set()
+    assert {"state", "room", "reason", "sessionId"} <= stored
+    assert (call_store.get(call.call_id) or {})["reason"] == "stopped"  # the stop asked for
 
 
 def test_finished_calls_expire_and_live_ones_do_not(call_store: CallStore, dialout: Any) -> None:
