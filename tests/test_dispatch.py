@@ -107,3 +107,31 @@ def test_a_command_that_does_not_reach_daily_is_recorded_with_why(
         assert calls.store.state(unreachable) == "answered"
     finally:
         processes.close()
+
+
+@pytest.mark.slow
+def test_a_failed_job_is_kept_for_a_week_and_no_longer(
+    settings: Settings, redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """A job that fails (here a start that finds its call's record unreadable) stays for an
+    operator to look at, with its error, for JOB_FAILURE_TTL, not for good."""
+    from rq.job import Job
+    from support.pool import pool_env as env_of
+
+    from telephony import defaults
+
+    calls = Calls(redis_client, settings)
+    call, _ = calls.place(call_request({"room": "r-fail", "phoneNumber": ANSWER}))
+    start = str(calls.store.fields(call["id"], "start_job")["start_job"])
+    redis_client.hset(calls.store.keys.call(call["id"]), "metadata", "not json")
+    processes = Processes(env_of(redis_url, settings.key_prefix, settings.queue_name), tmp_path)
+    processes.spawn(["-m", "telephony", "worker", "-n", "1"], "pool")
+    try:
+        failed = calls.dispatch.queue.failed_job_registry
+        wait_for(lambda: start in failed.get_job_ids(), 15, "the start to fail")
+        ttl = redis_client.ttl(Job.key_for(start))
+        assert defaults.JOB_FAILURE_TTL - 60 < ttl <= defaults.JOB_FAILURE_TTL
+        [result] = [k for k in redis_client.scan_iter(match=f"rq:results:{start}*")]
+        assert 0 < redis_client.ttl(result) <= defaults.JOB_FAILURE_TTL
+    finally:
+        processes.close()
