@@ -1,0 +1,344 @@
+"""Every fault at once: does the service still tell the truth about every call?
+
+    python bench/chaos.py --calls 100 --retry-type circuit-breaker --seed 1
+    python bench/chaos.py --calls 100 --retry-type exponential --seed 1
+
+Real processes on loopback: the sandbox; two ``telephony serve`` web processes behind one
+webhook URL (a round-robin TCP proxy in this script); a ``telephony worker -n 4`` pool; Redis
+with AOF. It places N calls across the sandbox's outcomes (answered, hung up, rejected, never
+answered, refused then answered, shuffled and duplicated webhooks, webhooks before the start's
+answer, a dropped start response), a room each, in a seeded order. While they run it SIGKILLs
+a worker, restarts Redis for about 2 s, and SIGKILLs one web process and starts it again; then
+it stops every call still up through the API (with a DTMF first) and waits.
+
+It prints what a user would check, and exits 1 unless all hold: every call reached the final
+state its outcome implies within the bound; no event lost (every delivery the sandbox got a
+200 for is on the feed); no backward move; no event applied twice; no person dialled twice;
+no 429 from Daily's pacing; Daily's webhook ACTIVE at the end. Also stop and DTMF latency,
+202 to Daily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+from common import children, wait_until  # bench/common.py
+from jobs import API_KEY, REPO, TOKEN, WEBHOOK_SECRET, percentiles  # bench/jobs.py
+
+from telephony import machine, webhook_health
+from telephony.config import RateLimit, Settings
+from telephony.daily import DailyClient
+from telephony.processes import wait_ready
+from telephony.redis_server import RedisServer, free_port
+from telephony.sandbox.server import Sandbox
+from telephony.store import CallStore, unix_time
+
+#: Daily's start limit and ours (a burst waits its turn, as in production).
+LIMIT = "50/1s"
+#: Outcome → (destination, extra request fields, the final state and reason it implies, and
+#: whether the call stays up until we stop it).
+OUTCOMES: dict[str, tuple[str, dict[str, Any], tuple[str, str], bool]] = {
+    "answered": ("+15550100000", {}, ("stopped", "stopped"), True),
+    "hangup": ("+15550100003", {}, ("stopped", "hangup"), False),
+    "rejected": ("+15550100002", {}, ("error", "error"), False),
+    "no-answer": ("+15550100001", {"ringTimeoutSec": 3}, ("stopped", "no-answer"), False),
+    "unavailable": ("+15550100042", {}, ("stopped", "stopped"), True),
+    "shuffled": ("+15550100070", {}, ("stopped", "stopped"), True),
+    "early": ("+15550100080", {}, ("stopped", "stopped"), True),
+    "dropped": ("+15550100093", {}, ("stopped", "stopped"), True),
+}
+
+
+class RoundRobin:
+    """A TCP proxy on one port that hands each connection to the next of ``ports``."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.port = free_port()
+        self._turn = 0
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            port = self.ports[self._turn % len(self.ports)]
+            self._turn += 1
+            threading.Thread(target=self._pipe_to, args=(client, port), daemon=True).start()
+
+    def _pipe_to(self, client: socket.socket, port: int) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            client.close()  # that web process is down: Daily sees a failed delivery
+            return
+        upstream.settimeout(None)
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_copy, args=(a, b), daemon=True).start()
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def _copy(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def web_command(port: int) -> list[str]:
+    return ["-m", "telephony", "serve", "--port", str(port), "--workers", "1", "--threads", "2"]
+
+
+def pool_children(pool_pid: int) -> list[int]:
+    """The pool's child processes (its workers, scheduler, periodic work, reserve)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pool_pid:
+                found.append(int(entry))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--retry-type", choices=["circuit-breaker", "exponential"],
+                        default="circuit-breaker")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--bound", type=float, default=120.0, help="seconds for every call")
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    names = [list(OUTCOMES)[n % len(OUTCOMES)] for n in range(args.calls)]
+    rng.shuffle(names)
+    began = time.monotonic()
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp,
+        RedisServer(Path(tmp) / "redis", appendonly=True) as server,
+        Sandbox(api_key=API_KEY, time_scale=0.5, rate_limit=RateLimit.parse(LIMIT)) as sandbox,
+    ):
+        env = {
+            **os.environ, "PYTHONPATH": str(REPO), "REDIS_URL": server.url,
+            "DAILY_API_URL": sandbox.url, "DAILY_API_KEY": API_KEY,
+            "DAILY_WEBHOOK_SECRET": WEBHOOK_SECRET, "TELEPHONY_API_TOKEN": TOKEN,
+            "TELEPHONY_DIALOUT_LIMIT": LIMIT, "TELEPHONY_KEY_PREFIX": "chaos",
+            "TELEPHONY_QUEUE": "chaos", "TELEPHONY_SPOOL_DIR": str(Path(tmp) / "spool"),
+            "TELEPHONY_WEBHOOK_CHECK_INTERVAL": "1", "TELEPHONY_RECONCILE_AFTER": "30",
+        }  # fmt: skip
+        settings = Settings.from_env(env)
+        client: Any = redis.Redis.from_url(server.url)
+        store = CallStore(client, settings)
+        ports = [free_port(), free_port()]
+        proxy = RoundRobin(ports)
+        webs = [children([web_command(port)], env, REPO, Path(tmp) / f"web{i}.log")
+                for i, port in enumerate(ports)]  # fmt: skip
+        started = [web.__enter__()[0] for web in webs]
+        pool = children([["-m", "telephony", "worker", "-n", "4"]], env, REPO,
+                        Path(tmp) / "pool.log")  # fmt: skip
+        pool_pid = pool.__enter__()[0].pid
+        try:
+            for port, process in zip(ports, started, strict=True):
+                wait_ready(f"http://127.0.0.1:{port}/healthz", [process], timeout=30)
+            daily = DailyClient(sandbox.url, API_KEY)
+            hook = daily.ensure_webhook(f"http://127.0.0.1:{proxy.port}/webhooks/daily",
+                                        WEBHOOK_SECRET, retry_type=args.retry_type)  # fmt: skip
+            webhook_health.remember(store, hook)
+            api = requests.Session()
+            api.headers["Authorization"] = f"Bearer {TOKEN}"
+            base = f"http://127.0.0.1:{ports[0]}"
+            ids: dict[str, str] = {}
+            for n, name in enumerate(names):
+                destination, extra, _, _ = OUTCOMES[name]
+                body = {"room": f"chaos-{n}", "phoneNumber": destination, **extra}
+                answer = api.post(f"{base}/v1/calls", json=body, timeout=10)
+                answer.raise_for_status()
+                ids[answer.json()["id"]] = name
+
+            # The faults, while the burst is being started and answered.
+            time.sleep(2)
+            workers = pool_children(pool_pid)
+            os.kill(rng.choice(workers), signal.SIGKILL)
+            time.sleep(2)
+            server.stop()
+            time.sleep(2)
+            server.start()
+            time.sleep(2)
+            started[1].send_signal(signal.SIGKILL)
+            started[1].wait(10)
+            time.sleep(2)
+            webs[1].__exit__(None, None, None)
+            webs[1] = children([web_command(ports[1])], env, REPO, Path(tmp) / "web1b.log")
+            started[1] = webs[1].__enter__()[0]
+            wait_ready(f"http://127.0.0.1:{ports[1]}/healthz", [started[1]], timeout=30)
+
+            # Stop what stays up, a DTMF first; measure 202 -> Daily.
+            asked: dict[tuple[str, str], float] = {}
+
+            def state(call_id: str) -> str:
+                return str(store.state(call_id) or "")
+
+            up = [c for c, name in ids.items() if OUTCOMES[name][3]]
+            wait_until(lambda: all(state(c) in ("answered", *machine.FINAL) for c in up),
+                       args.bound, "the calls that stay up to be answered")  # fmt: skip
+            for kind, body in (("dtmf", {"tones": "1"}), ("stop", None)):
+                for call_id in up:
+                    if kind == "dtmf" and state(call_id) != "answered":
+                        continue
+                    answer = api.post(f"{base}/v1/calls/{call_id}/{kind}", json=body, timeout=10)
+                    if answer.status_code == 202:
+                        asked[(kind, call_id)] = time.time()
+            deadline = time.monotonic() + args.bound
+            while time.monotonic() < deadline and not all(state(c) in machine.FINAL for c in ids):
+                time.sleep(0.5)
+            time.sleep(3)  # late deliveries and retries land
+            report = check(store, sandbox, ids, asked)
+            report["spool"] = {p.name: p.stat().st_size for p in (Path(tmp) / "spool").iterdir()}
+            report["web_logs"] = {p.name: p.read_text()[-1500:] for p in Path(tmp).glob("web*.log")}
+            webhook = next(iter(sandbox.core.webhooks.list()), {})
+        finally:
+            pool.__exit__(None, None, None)
+            for web in webs:
+                web.__exit__(None, None, None)
+            proxy.close()
+
+    ok = print_report(report, webhook, args, time.monotonic() - began)
+    return 0 if ok else 1
+
+
+def check(
+    store: CallStore, sandbox: Sandbox, ids: dict[str, str], asked: dict[tuple[str, str], float]
+) -> dict[str, Any]:
+    # Deliveries first: one listed as answered 200 was committed before it was answered, so
+    # the calls read after it must hold it (read the other way round, late ones look lost).
+    deliveries = [d for d in sandbox.deliveries() if d.get("type") != "test"]
+    wrong = {}
+    calls = {call_id: store.get(call_id) or {} for call_id in ids}
+    for call_id, name in ids.items():
+        call = calls[call_id]
+        expected = OUTCOMES[name][2]
+        if (call.get("state"), call.get("reason")) != expected:
+            wrong[call_id] = (name, call.get("state"), call.get("reason"), expected)
+    feed: list[dict[str, Any]] = []
+    after = 0
+    while page := store.feed(after=after, limit=1000):
+        feed += page
+        after = page[-1]["seq"]
+    history_ids: Counter[str] = Counter()
+    backward = 0
+    for call in calls.values():
+        for entry in call.get("history", []):
+            if "eventId" in entry:
+                history_ids[entry["eventId"]] += 1
+            if (
+                not entry.get("ignored")
+                and machine.RANK.get(entry["to"], 0) < machine.RANK.get(entry["from"], 0)
+                and entry["event"] != "call.retry_scheduled"
+                and entry["from"] != "dialing"
+            ):
+                backward += 1
+    delivered = {d["eventId"] for d in deliveries if d.get("status") == 200}
+    failed = sum(1 for d in deliveries if d.get("status") != 200)
+    recorded = set(history_ids) | {e.get("eventId") for e in feed}
+    lost = sorted(d for d in delivered if d not in history_ids and d not in recorded)
+    sent = {e["id"]: (e["type"], e["payload"].get("user_id"))
+            for session in sandbox.sessions() for e in session["events"]}  # fmt: skip
+    lost_detail = []
+    for event_id in lost[:10]:
+        kind, call_id = sent.get(event_id, ("?", None))
+        events = [e["event"] for e in calls.get(call_id or "", {}).get("history", [])]
+        lost_detail.append((event_id, kind, ids.get(call_id or ""), events))
+    starts = [s for s in sandbox.starts() if s["userId"] in ids]
+    placed = Counter(s["userId"] for s in starts if s["sessionId"])
+    reached: dict[tuple[str, str], float] = {}
+    by_session = {call.get("sessionId"): call_id for call_id, call in calls.items()}
+    for kind, path in (("dtmf", "dialOut/sendDTMF"), ("stop", "dialOut/stop")):
+        for entry in sandbox.core.api_log.page({"source": "api", "url": path,
+                                                "limit": "1000"})["data"]:  # fmt: skip
+            call_id = by_session.get(json.loads(entry["request"]).get("sessionId"))
+            if call_id is not None:
+                reached.setdefault((kind, call_id), unix_time(entry["createdAt"]) or 0.0)
+    return {
+        "wrong": wrong,
+        "lost": lost,
+        "lost_detail": lost_detail,
+        "delivered": len(delivered),
+        "failed": failed,
+        "backward": backward,
+        "twice": sorted(i for i, n in history_ids.items() if n > 1),
+        "double_dials": sorted(c for c, n in placed.items() if n > 1),
+        "rate_limited": sum(1 for s in starts if s["status"] == 429),
+        "latency": {
+            kind: [reached[k] - t for k, t in asked.items() if k[0] == kind and k in reached]
+            for kind in ("stop", "dtmf")
+        },
+        "outcomes": Counter(ids.values()),
+    }
+
+
+def print_report(report: dict[str, Any], webhook: dict[str, Any], args: Any, took: float) -> bool:
+    print(f"chaos: {args.calls} calls, retry type {args.retry_type}, seed {args.seed}, "
+          f"{took:.0f} s; outcomes {dict(report['outcomes'])}")  # fmt: skip
+    print(
+        "faults: a worker SIGKILLed, Redis restarted (2 s down, AOF), a web process "
+        "SIGKILLed and started again, two web processes behind one webhook URL"
+    )
+    checks = {
+        f"every call in the state its outcome implies (within {args.bound:g} s)":
+            not report["wrong"],
+        f"0 events lost ({report['delivered']} events answered 200; {report['failed']} "
+        "deliveries failed on the way)": not report["lost"],
+        "0 backward moves": report["backward"] == 0,
+        "0 events applied twice": not report["twice"],
+        "0 double dials": not report["double_dials"],
+        "0 pacing 429s from Daily": report["rate_limited"] == 0,
+        f"Daily's webhook ACTIVE at the end ({webhook.get('state')})":
+            webhook.get("state") == "ACTIVE",
+    }  # fmt: skip
+    for text, ok in checks.items():
+        print(f"  {'ok  ' if ok else 'FAIL'} {text}")
+    for call_id, why in list(report["wrong"].items())[:10]:
+        print(f"       {call_id}: {why}")
+    for event_id, kind, outcome, events in report["lost_detail"]:
+        print(f"       lost {event_id} {kind} ({outcome}); its call recorded {events}")
+    if report["twice"]:
+        print(f"       twice: {report['twice'][:10]}")
+    for kind in ("stop", "dtmf"):
+        print(f"  {kind} 202 -> Daily: {percentiles(report['latency'][kind])}")
+    if report["lost"]:
+        print(f"  spool journals left: {report['spool']}")
+        for name, text in report["web_logs"].items():
+            print(f"  --- {name}\n{text}")
+    return all(checks.values())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
