@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bound", type=float, default=120.0, help="seconds for every call")
     args = parser.parse_args(argv)
+    # A run cut short (timeout, Ctrl-C) still stops every process it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     rng = random.Random(args.seed)
     names = [list(OUTCOMES)[n % len(OUTCOMES)] for n in range(args.calls)]
     rng.shuffle(names)
