@@ -128,15 +128,16 @@ class Calls:
         assert call is not None
         return call, True
 
-    def _queue_first_start(self, call_id: str, pipe: Any, fresh: bool = True) -> None:
+    def _queue_first_start(self, call_id: str, pipe: Any, replaces: str | None = None) -> None:
         self.dispatch.enqueue_start(call_id, attempt=1, pipeline=pipe)
         due = time.time() + start_stale_after(self.settings)
-        self.dispatch.schedule_watchdog(call_id, due, pipe, fresh=fresh)
+        self.dispatch.schedule_watchdog(call_id, due, pipe, replaces=replaces)
 
     def _start(self, call_id: str) -> None:
         """Queue the first start of a stranded call, with its watchdog, in one transaction."""
         pipe = self.dispatch.transaction()
-        self._queue_first_start(call_id, pipe, fresh=False)
+        old = self.store.fields(call_id, "watch_job")["watch_job"]
+        self._queue_first_start(call_id, pipe, replaces=old)
         pipe.execute()
 
     def _claim_key(self, key: str, digest: str, call_id: str) -> dict[str, Any] | None:

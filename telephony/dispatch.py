@@ -134,17 +134,19 @@ class Dispatch:
         return pipe
 
     def schedule_watchdog(
-        self, call_id: str, due: float, pipeline: Any = None, fresh: bool = False
-    ) -> None:
+        self, call_id: str, due: float, pipeline: Any = None, replaces: str | None = None
+    ) -> str:
         """(Re)schedule the call's one watchdog at ``due`` (UNIX time). The job, ``watchDue``
         and ``watchJob`` are written in one transaction: a crash between them must not leave
         the call naming a job that does not exist.
 
-        The job it replaces is deleted in the same transaction (an older one that ran anyway
-        would find itself superseded, but would hold its 1.5 KB until then); ``fresh``: the
-        call is new and has none. A job never reuses the id of the job running it: RQ
-        deletes a finished job (``JOB_RESULT_TTL``), and a watchdog that RQ started early and
-        that re-arms at the same due time would delete its own successor.
+        The job it ``replaces`` (the call's ``watchJob``, which the caller has read with the
+        call: no round trip here) is deleted in the same transaction; an older one that ran
+        anyway would find itself superseded, but would hold its 1.5 KB until then. Returns the
+        new job's id, which a later re-arm by the same caller replaces. A job never reuses the
+        id of the job running it: RQ deletes a finished job (``JOB_RESULT_TTL``), and a
+        watchdog that RQ started early and that re-arms at the same due time would delete its
+        own successor.
         """
         due_ms = int(due * 1000)
         running = get_current_job()
@@ -152,7 +154,6 @@ class Dispatch:
         if self.watchdog_id(call_id, due_ms) == running_id:
             due_ms += 1
         name = self.watchdog_id(call_id, due_ms)
-        old = None if fresh else self.store.fields(call_id, "watch_job")["watch_job"]
         pipe = pipeline if pipeline is not None else self.transaction()
         self.queue.enqueue_at(
             datetime.fromtimestamp(due_ms / 1000, UTC),
@@ -164,11 +165,12 @@ class Dispatch:
             **_KEEP,
         )
         self.store.mark(call_id, pipe, watch_due=due_ms, watch_job=name)
-        if old and old not in (name, running_id):  # the running one RQ deletes when done
-            pipe.delete(Job.key_for(old))
-            pipe.zrem(self.queue.scheduled_job_registry.key, old)
+        if replaces and replaces not in (name, running_id):  # RQ deletes the running one
+            pipe.delete(Job.key_for(replaces))
+            pipe.zrem(self.queue.scheduled_job_registry.key, replaces)
         if pipeline is None:
             pipe.execute()
+        return name
 
     def watchdog_id(self, call_id: str, due_ms: int | bytes | str) -> str:
         """The id of the call's watchdog job due at ``due_ms`` (the call's ``watchDue``)."""

@@ -43,7 +43,7 @@ def test_a_superseded_watchdog_is_deleted_and_an_ended_call_deletes_its_own(
     call, _ = calls.place(call_request(REQUEST))
     call_id, registry = call["id"], ScheduledJobRegistry(queue=calls.dispatch.queue)
     [first] = registry.get_job_ids()
-    calls.dispatch.schedule_watchdog(call_id, time.time() + 100)
+    calls.dispatch.schedule_watchdog(call_id, time.time() + 100, replaces=first)
     [second] = registry.get_job_ids()
     assert second != first and not calls.redis.exists(Job.key_for(first))
     assert calls.store.fields(call_id, "watch_job")["watch_job"] == second

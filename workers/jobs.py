@@ -49,7 +49,7 @@ def start_dialout(call_id: str, attempt: int) -> str:
     if call.stop_requested:  # asked while an earlier attempt was dialing: cancel it
         ctx.calls.stop(call_id)
         return "cancelled"
-    schedule_watchdog(ctx, call_id, stale_after(ctx))
+    watch = schedule_watchdog(ctx, call_id, stale_after(ctx), replaces=call.watch_job)
     room = str(call.room)
     slot = ctx.slots.take(call_id, room)
     if slot in ("room-legs", "live-cap"):
@@ -83,7 +83,7 @@ def start_dialout(call_id: str, attempt: int) -> str:
     started = dataclasses.replace(call, state=accepted.to_state, dialing_since=dialing_since)
     look = next_look(started, time.time())
     if look is not None:
-        schedule_watchdog(ctx, call_id, 0.0, at=look)
+        schedule_watchdog(ctx, call_id, 0.0, at=look, replaces=watch)
     if ctx.store.fields(call_id, "stop_requested")["stop_requested"]:
         ctx.dispatch.enqueue_stop(call_id)  # asked while Daily was starting it: hang up now
     return accepted.status
@@ -97,7 +97,7 @@ def _wait(ctx: Context, call: CallRecord, attempt: int, wait: float, why: str) -
     the later looks only move ``nextAttemptAt``, so a call waiting a long time does not fill
     the feed.
     """
-    delay = wait + random.uniform(0, ctx.settings.dialout_limit.window / 2)
+    delay = _jittered(ctx, wait)
     next_attempt_at = iso_time(time.time() + delay)
     if call.waiting_for != why:
         fields = values(next_attempt_at=next_attempt_at, waiting_for=why)
@@ -115,6 +115,11 @@ def _wait(ctx: Context, call: CallRecord, attempt: int, wait: float, why: str) -
     return f"waiting: {why}"
 
 
+def _jittered(ctx: Context, wait: float) -> float:
+    """``wait`` plus up to half a pacing window, so waiting starts do not come back at once."""
+    return wait + random.uniform(0, ctx.settings.dialout_limit.window / 2)
+
+
 def _refused(ctx: Context, call: CallRecord, attempt: int, exc: DailyError) -> str:
     """Daily said no (or nothing was sent): wait for a leg of a full room, retry the
     retryable, fail the rest at once."""
@@ -124,7 +129,7 @@ def _refused(ctx: Context, call: CallRecord, attempt: int, exc: DailyError) -> s
     if isinstance(exc, RoomFullError):
         # Legs we do not count (another service's, or a limit Daily set below ours): the
         # start placed nothing and did not count as an attempt; wait as for our own limit.
-        delay = defaults.SLOT_RECHECK + random.uniform(0, settings.dialout_limit.window / 2)
+        delay = _jittered(ctx, defaults.SLOT_RECHECK)
         record(
             ctx, "retry", "call.waiting", call_id,
             data={**error_data(exc), "for": "room-legs", "retryIn": round(delay, 3)},
@@ -175,7 +180,8 @@ def stop_call(call_id: str) -> str:
         if exc.retryable and _retries_left():
             raise  # RQ tries again (COMMAND_RETRY_INTERVALS)
         _not_sent(ctx, call_id, "stop", {}, exc)
-        schedule_watchdog(ctx, call_id, stale_after(ctx))  # which sends the hang-up again
+        # ...which sends the hang-up again.
+        schedule_watchdog(ctx, call_id, stale_after(ctx), replaces=call.watch_job)
         return "failed"  # the call stays live in the books until Daily takes the hang-up
     fields = values(reason=reason, ended_at=iso_time(time.time()))
     record(ctx, "stop", "call.stopped", call_id, fields=fields)

@@ -67,9 +67,17 @@ def next_look(call: CallRecord | None, now: float) -> float | None:
     return deadline
 
 
-def schedule_watchdog(ctx: Context, call_id: str, delay: float, at: float | None = None) -> None:
-    """(Re)schedule the call's one watchdog, ``delay`` seconds from now or ``at``."""
-    ctx.dispatch.schedule_watchdog(call_id, at if at is not None else time.time() + delay)
+def schedule_watchdog(
+    ctx: Context,
+    call_id: str,
+    delay: float,
+    at: float | None = None,
+    replaces: str | None = None,
+) -> str:
+    """(Re)schedule the call's one watchdog, ``delay`` seconds from now or ``at``, deleting
+    the job it ``replaces`` (the call's ``watchJob`` as the caller read it); its id."""
+    due = at if at is not None else time.time() + delay
+    return ctx.dispatch.schedule_watchdog(call_id, due, replaces=replaces)
 
 
 def watchdog(call_id: str, due_ms: int) -> str:
@@ -96,7 +104,7 @@ def watchdog(call_id: str, due_ms: int) -> str:
 
     if call.stop_requested or expired:
         later = silent_until if unsure and now < silent_until else now + stale_after(ctx)
-        schedule_watchdog(ctx, call_id, 0.0, at=later)
+        schedule_watchdog(ctx, call_id, 0.0, at=later, replaces=call.watch_job)
         reason = call.stop_reason or "cancelled"
         if expired and not call.stop_requested:
             reason = "no-answer" if state != "answered" else "max-duration"
@@ -113,19 +121,21 @@ def watchdog(call_id: str, due_ms: int) -> str:
             ctx.calls.stop(call_id)  # queued: cancelled now; live: recorded, then hung up
         return "stopping"
     if state == "queued":
-        schedule_watchdog(ctx, call_id, stale_after(ctx))
+        schedule_watchdog(ctx, call_id, stale_after(ctx), replaces=call.watch_job)
         if not _start_pending(ctx, call):
             ctx.dispatch.enqueue_start(call_id, call.attempts + 1)
             return "restarted"
         return "waiting"
     if unsure:
         if now < silent_until:
-            schedule_watchdog(ctx, call_id, 0.0, at=silent_until)
+            schedule_watchdog(ctx, call_id, 0.0, at=silent_until, replaces=call.watch_job)
             return "waiting"
-        schedule_watchdog(ctx, call_id, stale_after(ctx))
+        schedule_watchdog(ctx, call_id, stale_after(ctx), replaces=call.watch_job)
         return _redial(ctx, call)
     look = next_look(call, now)
-    schedule_watchdog(ctx, call_id, stale_after(ctx) if look is None else 0.0, at=look)
+    schedule_watchdog(
+        ctx, call_id, stale_after(ctx) if look is None else 0.0, at=look, replaces=call.watch_job
+    )
     return "watching"
 
 
@@ -139,7 +149,7 @@ def _watch_dialin(ctx: Context, call: CallRecord) -> str:
         return "done"
     deadline = since + ctx.settings.dialin_max_duration
     if time.time() < deadline:
-        schedule_watchdog(ctx, call_id, 0.0, at=deadline)
+        schedule_watchdog(ctx, call_id, 0.0, at=deadline, replaces=call.watch_job)
         return "watching"
     note(ctx, call_id, "call.max_duration", {"deadline": deadline})
     fields = values(reason="max-duration", ended_at=time.time())
@@ -208,7 +218,7 @@ def sweep(ctx: Context) -> dict[str, int]:
             found["open"] += 1
             lost_start = start is not None and not _alive(ctx, jobs.get(start))
             if lost_start or not _alive(ctx, jobs.get(watch)):
-                schedule_watchdog(ctx, call_id, 0.0)
+                schedule_watchdog(ctx, call_id, 0.0, replaces=watch)
                 found["rearmed"] += 1
         if gone:
             ctx.redis.zrem(keys.open, *gone)
