@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -36,6 +37,7 @@ from telephony.cli import build_parser
 from telephony.config import RateLimit
 from telephony.redis_server import free_port
 from telephony.sandbox import outcomes
+from telephony.sandbox.delivery import Disorder
 from telephony.sandbox.events import ANSWERED, CONNECTED, STOPPED, Event
 from telephony.sandbox.outcomes import FIXED, PARAMETRIZED, PHONES, outcome_for
 from telephony.sandbox.server import Sandbox
@@ -571,6 +573,54 @@ def test_shuffled_order_is_seeded_and_never_the_true_order() -> None:
     assert shuffled("s", 1, single) == single * 2
 
 
+def test_disorder_sends_every_event_three_times_and_late_ones_overtake(
+    receiver: Receiver,
+) -> None:
+    # Seed 2 holds a copy of connected back 0.37 s past the first answered: a sure overtake.
+    disorder = Disorder(copies=3, delay=5.0, rng=random.Random(2))
+    with Sandbox(time_scale=0.1, disorder=disorder) as sb:
+        register(sb, receiver.url)
+        sid = started(sb, phoneNumber="+15550100000", userId="call-x")
+        eventually(lambda: len(receiver.events(sid)) == 6, what="6 deliveries")
+        post(sb, "/rooms/room-1/dialOut/stop", {"sessionId": sid})
+        eventually(lambda: len(receiver.events(sid)) == 9, what="9 deliveries")
+        got = receiver.events(sid)
+        by_type: dict[str | None, set[str]] = {}
+        for r in got:
+            by_type.setdefault(r.type, set()).add(r.json["id"])
+        assert {t: len(ids) for t, ids in by_type.items()} == {
+            "dialout.connected": 1, "dialout.answered": 1, "dialout.stopped": 1,
+        }  # fmt: skip
+        types = [r.type for r in got]
+        assert all(types.count(t) == 3 for t in by_type)  # each event three times, same id
+        assert types.index("dialout.answered") < len(types) - 1 - types[::-1].index(
+            "dialout.connected"
+        )  # a late copy of connected arrived after answered
+        assert [e["type"] for e in session(sb, sid)["events"]] == [
+            "dialout.connected", "dialout.answered", "dialout.stopped",
+        ]  # fmt: skip
+        time.sleep(0.2)
+        assert len(receiver.events(sid)) == 9  # and no more
+
+
+def test_an_early_start_waits_for_its_delayed_copies(receiver: Receiver) -> None:
+    with Sandbox(time_scale=0.1, disorder=Disorder(copies=2, delay=3.0)) as sb:
+        register(sb, receiver.url)
+        response = start(sb, sipUri="sip:early@x.example", userId="call-e")
+        assert response.status_code == 200
+        got = receiver.types(response.json()["sessionId"])
+        assert sorted(map(str, got)) == ["dialout.answered"] * 2 + ["dialout.connected"] * 2
+
+
+def test_disorder_needs_a_copy_and_no_negative_delay() -> None:
+    for copies, delay in ((0, 0.0), (1, -1.0)):
+        with pytest.raises(ValueError, match="copies"):
+            Disorder(copies, delay)
+    assert Disorder().delays(1.0) == [0.0]
+    assert Disorder(copies=3).delays(0.5) == [0.0] * 3
+    assert all(0 <= d <= 1.0 for d in Disorder(copies=50, delay=2.0).delays(0.5))
+
+
 def test_early_delivers_connected_and_answered_before_the_response(
     sandbox: Sandbox, receiver: Receiver
 ) -> None:
@@ -1015,7 +1065,14 @@ def test_cli_arguments() -> None:
         0.1,
         defaults.SANDBOX_PORT,
     )
-    for bad in (["--rate-limit", "fast"], ["--time-scale", "-1"]):
+    chaos = build_parser().parse_args(["sandbox", "--webhook-copies", "3", "--webhook-delay", "2"])
+    assert (chaos.webhook_copies, chaos.webhook_delay) == (3, 2.0)
+    for bad in (
+        ["--rate-limit", "fast"],
+        ["--time-scale", "-1"],
+        ["--webhook-copies", "0"],
+        ["--webhook-delay", "-1"],
+    ):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["sandbox", *bad])
 

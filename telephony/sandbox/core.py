@@ -11,7 +11,7 @@ import socket
 
 from telephony import defaults
 from telephony.config import RateLimit, Secret
-from telephony.sandbox.delivery import DeliveryLog
+from telephony.sandbox.delivery import DeliveryLog, Disorder
 from telephony.sandbox.events import DOMAIN_ID
 from telephony.sandbox.holds import Holds
 from telephony.sandbox.logs import ApiLog
@@ -33,6 +33,7 @@ class SandboxCore:
         delivery_timeout: float,
         presence_lag: float = defaults.SANDBOX_PRESENCE_LAG,
         room_legs: int = defaults.SANDBOX_ROOM_LEGS,
+        disorder: Disorder | None = None,
     ) -> None:
         if time_scale < 0:
             raise ValueError("time_scale must not be negative")
@@ -51,6 +52,8 @@ class SandboxCore:
             test_request_timeout=test_request_timeout,
             delivery_timeout=delivery_timeout,
             time_scale=time_scale,
+            later=self.scheduler.call_later,
+            disorder=disorder,
         )
         self.sessions = Sessions(
             scheduler=self.scheduler,

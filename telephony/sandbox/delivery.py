@@ -14,17 +14,21 @@ happened (unless the outcome shuffles them on purpose). The courier applies the 
 
 A failure is a non-2xx answer, a connection error, or an answer slower than the delivery
 timeout.
+
+Daily promises neither order nor uniqueness: :class:`Disorder` makes every webhook show it on
+demand (``--webhook-copies``, ``--webhook-delay``), whatever the call's outcome.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import random
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -79,6 +83,31 @@ class Webhook:
     def wants(self, type_: str) -> bool:
         """An empty ``eventTypes`` subscribes to every event."""
         return not self.event_types or type_ in self.event_types
+
+
+@dataclass(frozen=True)
+class Disorder:
+    """Duplicates and delays for every event, on top of what an outcome does itself.
+
+    Each event is published ``copies`` times (the same ``id``); each copy after its own random
+    delay of up to ``delay`` seconds (time scale 1.0), so copies and later events overtake
+    each other. The default is Daily on a good day: once, at once.
+    """
+
+    copies: int = 1
+    delay: float = 0.0
+    #: Where the delays come from: pass a seeded one to repeat a run's order.
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.copies < 1 or self.delay < 0:
+            raise ValueError("copies must be at least 1 and delay not negative")
+
+    def delays(self, time_scale: float) -> list[float]:
+        """Seconds (scaled) to hold back each copy of one event; 0 = queue it now."""
+        if not self.delay:
+            return [0.0] * self.copies
+        return [self.rng.uniform(0, self.delay) * time_scale for _ in range(self.copies)]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from telephony import defaults
 from telephony.config import ConfigError, RateLimit
 from telephony.sandbox.app import create_app
 from telephony.sandbox.core import SandboxCore
+from telephony.sandbox.delivery import Disorder
 from telephony.sandbox.errors import ApiError
 from telephony.serving import QuietRequestHandler, ServerThread
 
@@ -44,6 +45,7 @@ class Sandbox:
         log_requests: bool = False,
         presence_lag: float = defaults.SANDBOX_PRESENCE_LAG,
         room_legs: int = defaults.SANDBOX_ROOM_LEGS,
+        disorder: Disorder | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -55,6 +57,7 @@ class Sandbox:
             delivery_timeout=delivery_timeout,
             presence_lag=presence_lag,
             room_legs=room_legs,
+            disorder=disorder,
         )
         self._log_requests = log_requests
         self._server: ServerThread | None = None
@@ -191,6 +194,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default %(default)s, Daily's max_sip_pstn_sessions_per_room)",
     )
     parser.add_argument(
+        "--webhook-copies",
+        type=_positive_int,
+        default=1,
+        help="send every webhook this many times, the same id each time (default %(default)s)",
+    )
+    parser.add_argument(
+        "--webhook-delay",
+        type=_non_negative,
+        default=0.0,
+        help="hold each copy of a webhook back a random 0..S seconds, scaled by --time-scale, "
+        "so they arrive out of order (default %(default)g)",
+    )
+    parser.add_argument(
         "--webhook-url", help="register a webhook to this URL at start (it must answer 200)"
     )
     parser.add_argument(
@@ -212,6 +228,7 @@ def main(args: argparse.Namespace) -> int:
         log_requests=True,
         presence_lag=args.presence_lag,
         room_legs=args.room_legs,
+        disorder=Disorder(args.webhook_copies, args.webhook_delay),
     )
     try:
         sandbox.start()

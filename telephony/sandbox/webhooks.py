@@ -14,7 +14,7 @@ import dataclasses
 import secrets
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +24,7 @@ from telephony.sandbox.delivery import (
     EXPONENTIAL,
     Courier,
     DeliveryLog,
+    Disorder,
     Dispatch,
     Webhook,
     post_signed,
@@ -99,8 +100,13 @@ class Webhooks:
         test_request_timeout: float,
         delivery_timeout: float,
         time_scale: float,
+        later: Callable[[float, Callable[[], None]], None],
+        disorder: Disorder | None = None,
     ) -> None:
         self.domain_id = domain_id
+        #: Runs a callback after some seconds (the sandbox's scheduler): delayed copies.
+        self._later = later
+        self.disorder = disorder or Disorder()
         self.deliveries = deliveries
         self.test_request_timeout = test_request_timeout
         self.delivery_timeout = delivery_timeout
@@ -160,11 +166,26 @@ class Webhooks:
         return courier.snapshot()
 
     def publish(self, events: Sequence[Event]) -> Dispatch:
-        """Queue ``events`` (in this order) to every active, subscribed webhook."""
+        """Queue ``events`` (in this order) to every active, subscribed webhook, each as often
+        and as late as :attr:`disorder` says.
+
+        A delayed copy counts in the returned dispatch from now, so a start answered only once
+        its events were delivered (the ``early`` outcome) waits for it too.
+        """
         dispatch = Dispatch()
         for courier in self._all():
             for event in events:
-                courier.enqueue(event, dispatch)
+                for delay in self.disorder.delays(self.time_scale):
+                    if delay <= 0:
+                        courier.enqueue(event, dispatch)
+                        continue
+                    dispatch.add()
+
+                    def release(courier: Courier = courier, event: Event = event) -> None:
+                        courier.enqueue(event, dispatch)
+                        dispatch.settle()
+
+                    self._later(delay, release)
         return dispatch
 
     def drop_queues(self) -> None:
