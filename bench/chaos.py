@@ -47,7 +47,7 @@ from jobs import API_KEY, REPO, TOKEN, WEBHOOK_SECRET, percentiles  # bench/jobs
 from telephony import machine, webhook_health
 from telephony.config import RateLimit, Settings
 from telephony.daily import DailyClient
-from telephony.dispatch import make_queue
+from telephony.dispatch import make_queues
 from telephony.processes import wait_ready
 from telephony.redis_server import RedisServer, free_port
 from telephony.sandbox.delivery import Disorder
@@ -121,6 +121,8 @@ class RoundRobin:
             client.close()  # that web process is down: Daily sees a failed delivery
             return
         upstream.settimeout(None)
+        for sock in (client, upstream):  # no Nagle: a request's head and body are two writes
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self._open |= {client, upstream}
         for a, b in ((client, upstream), (upstream, client)):
@@ -360,18 +362,20 @@ def check(
             call_id = by_session.get(json.loads(entry["request"]).get("sessionId"))
             if call_id is not None:
                 reached.setdefault((kind, call_id), unix_time(entry["createdAt"]) or 0.0)
-    queue = make_queue(store.redis, store.settings)
+    queues = make_queues(store.redis, store.settings)  # the command lane and the main queue
     notes = Counter(e["event"] for e in feed if e.get("source") == "service")
     return {
         "reconciled": sum(1 for c in calls.values() if c.get("reason") == "reconciled"),
         "reactivated": notes["webhook.reactivated"],
-        "timers_left": queue.scheduled_job_registry.count,
-        "jobs_failed": queue.failed_job_registry.count,
+        "timers_left": timers_left(store, queues, calls),
+        "jobs_failed": sum(q.failed_job_registry.count for q in queues),
         "wrong": wrong,
         "lost": lost,
         "lost_detail": lost_detail,
         "delivered": len(delivered),
         "failed": failed,
+        "attempts": len(deliveries),
+        "delivering": max(d["t"] for d in deliveries) - min(d["t"] for d in deliveries),
         "backward": backward,
         "twice": sorted(i for i, n in history_ids.items() if n > 1),
         "double_dials": sorted(c for c, n in placed.items() if n > 1),
@@ -382,6 +386,22 @@ def check(
         },
         "outcomes": Counter(ids.values()),
     }
+
+
+def timers_left(store: CallStore, queues: list[Any], calls: dict[str, Any]) -> list[str]:
+    """Jobs still scheduled, each with when it is due and what its call says."""
+    found = []
+    now = time.time()
+    for queue in queues:
+        registry = queue.scheduled_job_registry
+        for raw, due in store.redis.zrange(registry.key, 0, -1, withscores=True):
+            job = raw.decode()
+            call_id = next((c for c in calls if f"-i{c}-" in job), "?")
+            call = calls.get(call_id, {})
+            watch = store.redis.hget(store.keys.call(call_id), "watchJob") if call else None
+            found.append(f"{job} due in {due - now:+.0f} s; call {call.get('state')} "
+                         f"{call.get('reason')}, its watchJob {watch!r}")  # fmt: skip
+    return found
 
 
 def print_report(report: dict[str, Any], webhook: dict[str, Any], args: Any, took: float) -> bool:
@@ -395,7 +415,8 @@ def print_report(report: dict[str, Any], webhook: dict[str, Any], args: Any, too
         f"refusing every connection for {OUTAGE:g} s; two web processes behind one URL"
     )
     print(
-        f"seen: {report['failed']} deliveries failed on the way; breaker re-activated "
+        f"seen: {report['attempts']} deliveries in {report['delivering']:.0f} s, "
+        f"{report['failed']} failed on the way; breaker re-activated "
         f"{report['reactivated']}x; {report['reconciled']} calls ended by presence"
     )
     checks = {
@@ -405,8 +426,9 @@ def print_report(report: dict[str, Any], webhook: dict[str, Any], args: Any, too
         "failed, in circuit-breaker mode the breaker tripped)":
             faults["spooled"] > 0 and report["failed"] > 0
             and (report["reactivated"] > 0 or args.retry_type != "circuit-breaker"),
-        f"every timer ran ({report['timers_left']} left scheduled, {report['jobs_failed']} "
-        "jobs failed)": report["timers_left"] == 0 and report["jobs_failed"] == 0,
+        f"every timer ran ({len(report['timers_left'])} left scheduled, "
+        f"{report['jobs_failed']} jobs failed)":
+            not report["timers_left"] and report["jobs_failed"] == 0,
         f"0 events lost ({report['delivered']} events answered 200)": not report["lost"],
         "0 backward moves": report["backward"] == 0,
         "0 events applied twice": not report["twice"],
@@ -421,6 +443,8 @@ def print_report(report: dict[str, Any], webhook: dict[str, Any], args: Any, too
         print(f"       {call_id}: {why}")
     for event_id, kind, outcome, events in report["lost_detail"]:
         print(f"       lost {event_id} {kind} ({outcome}); its call recorded {events}")
+    for timer in report["timers_left"][:10]:
+        print(f"       timer left: {timer}")
     if report["twice"]:
         print(f"       twice: {report['twice'][:10]}")
     for kind in ("stop", "dtmf"):

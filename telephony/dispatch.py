@@ -18,7 +18,7 @@ from rq import Queue, Retry, get_current_job
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from telephony import defaults
+from telephony import defaults, machine
 from telephony.config import Settings
 from telephony.store import CallStore
 
@@ -169,8 +169,25 @@ class Dispatch:
             pipe.delete(Job.key_for(replaces))
             pipe.zrem(self.queue.scheduled_job_registry.key, replaces)
         if pipeline is None:
-            pipe.execute()
+            pipe.hget(self.store.keys.call(call_id), "state")
+            if (pipe.execute()[-1] or b"").decode() in machine.FINAL:
+                self._unarm(call_id, name)
         return name
+
+    def _unarm(self, call_id: str, name: str) -> None:
+        """Take back a re-arm that committed after the call had ended.
+
+        A worker re-arms from what it read; the call's end may commit in between (a webhook,
+        another job). Its end removed the watchdog it knew of, so this one would wait to run
+        for nothing and put bookkeeping back on an ended call. The state read inside the
+        re-arm's transaction tells which came first; when the end did, undo, no round trip
+        otherwise (an end after the re-arm finds it in ``watchJob``, as ever).
+        """
+        pipe = self.transaction()
+        pipe.delete(Job.key_for(name))
+        pipe.zrem(self.queue.scheduled_job_registry.key, name)
+        self.store.mark(call_id, pipe, watch_due=None, watch_job=None)
+        pipe.execute()
 
     def watchdog_id(self, call_id: str, due_ms: int | bytes | str) -> str:
         """The id of the call's watchdog job due at ``due_ms`` (the call's ``watchDue``)."""

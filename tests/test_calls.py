@@ -52,6 +52,22 @@ def test_a_superseded_watchdog_is_deleted_and_an_ended_call_deletes_its_own(
     assert registry.get_job_ids() == [] and not calls.redis.exists(Job.key_for(second))
 
 
+def test_a_re_arm_that_commits_after_the_call_ended_leaves_nothing(calls: Calls) -> None:
+    """A worker re-arms from what it read while a webhook ends the call in between: the end
+    removed the watchdog it knew of, and the late re-arm takes itself back."""
+    call, _ = calls.place(call_request(REQUEST))
+    call_id, registry = call["id"], ScheduledJobRegistry(queue=calls.dispatch.queue)
+    [first] = registry.get_job_ids()
+    calls.stop(call_id)  # the end commits first...
+    assert registry.get_job_ids() == []
+    late = calls.dispatch.schedule_watchdog(call_id, time.time() + 100, replaces=first)
+    assert registry.get_job_ids() == [] and not calls.redis.exists(Job.key_for(late))
+    assert calls.store.fields(call_id, "watch_due", "watch_job") == {
+        "watch_due": None, "watch_job": None,
+    }  # fmt: skip
+    assert calls.store.state(call_id) == "stopped"
+
+
 def test_a_stranded_call_is_started_by_the_replay(calls: Calls) -> None:
     """The first request died between creating the call and queueing its start: the client's
     retry with the same Idempotency-Key finds it and queues the start."""
