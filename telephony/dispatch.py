@@ -124,8 +124,8 @@ class Dispatch:
             self.queue.enqueue_in(timedelta(seconds=delay), START_JOB, call_id, attempt, **options)
         else:
             self.queue.enqueue(START_JOB, call_id, attempt, **options)
-        if pipeline is None:
-            pipe.execute()
+        if pipeline is None and self._ended(call_id, pipe):
+            self.store.mark(call_id, start_job=None)  # the job itself finds it ended: skipped
 
     def transaction(self) -> Any:
         """A MULTI pipeline, opened up front: RQ's enqueue calls MULTI itself unless it is."""
@@ -168,11 +168,16 @@ class Dispatch:
         if replaces and replaces not in (name, running_id):  # RQ deletes the running one
             pipe.delete(Job.key_for(replaces))
             pipe.zrem(self.queue.scheduled_job_registry.key, replaces)
-        if pipeline is None:
-            pipe.hget(self.store.keys.call(call_id), "state")
-            if (pipe.execute()[-1] or b"").decode() in machine.FINAL:
-                self._unarm(call_id, name)
+        if pipeline is None and self._ended(call_id, pipe):
+            self._unarm(call_id, name)
         return name
+
+    def _ended(self, call_id: str, pipe: Any) -> bool:
+        """Execute ``pipe`` (a transaction) with the call's state read last: had the call
+        ended before it committed? Its end then removed the bookkeeping it knew of, and what
+        this transaction added is the caller's to take back."""
+        pipe.hget(self.store.keys.call(call_id), "state")
+        return (pipe.execute()[-1] or b"").decode() in machine.FINAL
 
     def _unarm(self, call_id: str, name: str) -> None:
         """Take back a re-arm that committed after the call had ended.
@@ -180,8 +185,8 @@ class Dispatch:
         A worker re-arms from what it read; the call's end may commit in between (a webhook,
         another job). Its end removed the watchdog it knew of, so this one would wait to run
         for nothing and put bookkeeping back on an ended call. The state read inside the
-        re-arm's transaction tells which came first; when the end did, undo, no round trip
-        otherwise (an end after the re-arm finds it in ``watchJob``, as ever).
+        re-arm's transaction tells which came first (:meth:`_ended`); when the end did, undo,
+        no round trip otherwise (an end after the re-arm finds it in ``watchJob``, as ever).
         """
         pipe = self.transaction()
         pipe.delete(Job.key_for(name))

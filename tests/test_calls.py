@@ -54,7 +54,8 @@ def test_a_superseded_watchdog_is_deleted_and_an_ended_call_deletes_its_own(
 
 def test_a_re_arm_that_commits_after_the_call_ended_leaves_nothing(calls: Calls) -> None:
     """A worker re-arms from what it read while a webhook ends the call in between: the end
-    removed the watchdog it knew of, and the late re-arm takes itself back."""
+    removed the watchdog it knew of, and the late re-arm takes itself back; a late start
+    job leaves no ``startJob`` on the ended call (the job skips when it runs)."""
     call, _ = calls.place(call_request(REQUEST))
     call_id, registry = call["id"], ScheduledJobRegistry(queue=calls.dispatch.queue)
     [first] = registry.get_job_ids()
@@ -66,6 +67,8 @@ def test_a_re_arm_that_commits_after_the_call_ended_leaves_nothing(calls: Calls)
         "watch_due": None, "watch_job": None,
     }  # fmt: skip
     assert calls.store.state(call_id) == "stopped"
+    calls.dispatch.enqueue_start(call_id, 2, delay=5, waiting=True)  # a start's late wait
+    assert calls.store.fields(call_id, "start_job") == {"start_job": None}
 
 
 def test_a_stranded_call_is_started_by_the_replay(calls: Calls) -> None:
