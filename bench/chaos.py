@@ -43,6 +43,8 @@ import redis
 import requests
 from common import children, wait_until  # bench/common.py
 from jobs import API_KEY, REPO, TOKEN, WEBHOOK_SECRET, percentiles  # bench/jobs.py
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from telephony import machine, webhook_health
 from telephony.config import RateLimit, Settings
@@ -368,7 +370,7 @@ def check(
         "reconciled": sum(1 for c in calls.values() if c.get("reason") == "reconciled"),
         "reactivated": notes["webhook.reactivated"],
         "timers_left": timers_left(store, queues, calls),
-        "jobs_failed": sum(q.failed_job_registry.count for q in queues),
+        "jobs_failed": failed_jobs(store, queues),
         "wrong": wrong,
         "lost": lost,
         "lost_detail": lost_detail,
@@ -404,6 +406,17 @@ def timers_left(store: CallStore, queues: list[Any], calls: dict[str, Any]) -> l
     return found
 
 
+def failed_jobs(store: CallStore, queues: list[Any]) -> list[str]:
+    """Jobs in a failed registry, each with the last line of why."""
+    found = []
+    for queue in queues:
+        for job_id in queue.failed_job_registry.get_job_ids():
+            job = Job.fetch(job_id, connection=store.redis, serializer=JSONSerializer)
+            why = (job.exc_info or "").strip().splitlines() or ["?"]
+            found.append(f"{job_id}: {why[-1][:300]}")
+    return found
+
+
 def print_report(report: dict[str, Any], webhook: dict[str, Any], args: Any, took: float) -> bool:
     print(f"chaos: {args.calls} calls, retry type {args.retry_type}, seed {args.seed}, "
           f"{took:.0f} s; outcomes {dict(report['outcomes'])}")  # fmt: skip
@@ -427,8 +440,8 @@ def print_report(report: dict[str, Any], webhook: dict[str, Any], args: Any, too
             faults["spooled"] > 0 and report["failed"] > 0
             and (report["reactivated"] > 0 or args.retry_type != "circuit-breaker"),
         f"every timer ran ({len(report['timers_left'])} left scheduled, "
-        f"{report['jobs_failed']} jobs failed)":
-            not report["timers_left"] and report["jobs_failed"] == 0,
+        f"{len(report['jobs_failed'])} jobs failed)":
+            not report["timers_left"] and not report["jobs_failed"],
         f"0 events lost ({report['delivered']} events answered 200)": not report["lost"],
         "0 backward moves": report["backward"] == 0,
         "0 events applied twice": not report["twice"],
@@ -445,6 +458,8 @@ def print_report(report: dict[str, Any], webhook: dict[str, Any], args: Any, too
         print(f"       lost {event_id} {kind} ({outcome}); its call recorded {events}")
     for timer in report["timers_left"][:10]:
         print(f"       timer left: {timer}")
+    for job in report["jobs_failed"][:10]:
+        print(f"       job failed: {job}")
     if report["twice"]:
         print(f"       twice: {report['twice'][:10]}")
     for kind in ("stop", "dtmf"):
