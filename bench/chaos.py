@@ -397,12 +397,18 @@ def timers_left(store: CallStore, queues: list[Any], calls: dict[str, Any]) -> l
     for queue in queues:
         registry = queue.scheduled_job_registry
         for raw, due in store.redis.zrange(registry.key, 0, -1, withscores=True):
-            job = raw.decode()
-            call_id = next((c for c in calls if f"-i{c}-" in job), "?")
-            call = calls.get(call_id, {})
-            watch = store.redis.hget(store.keys.call(call_id), "watchJob") if call else None
-            found.append(f"{job} due in {due - now:+.0f} s; call {call.get('state')} "
-                         f"{call.get('reason')}, its watchJob {watch!r}")  # fmt: skip
+            job_id = raw.decode()
+            try:
+                job = Job.fetch(job_id, connection=store.redis, serializer=JSONSerializer)
+                call_id = str(job.args[0])
+            except Exception as exc:  # a report line, whatever went wrong
+                found.append(f"{job_id} due in {due - now:+.0f} s; unreadable: {exc!r}")
+                continue
+            call = calls.get(call_id) or store.get(call_id) or {}
+            events = [(e["event"], e["source"]) for e in call.get("history", [])][-6:]
+            watch = store.redis.hget(store.keys.call(call_id), "watchJob")
+            found.append(f"{job_id} due in {due - now:+.0f} s; call {call_id} {call.get('state')} "
+                         f"{call.get('reason')}, watchJob {watch!r}, last {events}")  # fmt: skip
     return found
 
 
@@ -414,6 +420,8 @@ def failed_jobs(store: CallStore, queues: list[Any]) -> list[str]:
             job = Job.fetch(job_id, connection=store.redis, serializer=JSONSerializer)
             why = (job.exc_info or "").strip().splitlines() or ["?"]
             found.append(f"{job_id}: {why[-1][:300]}")
+            if os.environ.get("CHAOS_TRACEBACKS"):
+                print(job.exc_info, file=sys.stderr)
     return found
 
 

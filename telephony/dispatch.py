@@ -124,7 +124,7 @@ class Dispatch:
             self.queue.enqueue_in(timedelta(seconds=delay), START_JOB, call_id, attempt, **options)
         else:
             self.queue.enqueue(START_JOB, call_id, attempt, **options)
-        if pipeline is None and self._ended(call_id, pipe):
+        if pipeline is None and self._ended(call_id, pipe)[0]:
             self.store.mark(call_id, start_job=None)  # the job itself finds it ended: skipped
 
     def transaction(self) -> Any:
@@ -155,6 +155,8 @@ class Dispatch:
             due_ms += 1
         name = self.watchdog_id(call_id, due_ms)
         pipe = pipeline if pipeline is not None else self.transaction()
+        if pipeline is None:  # the watchdog current when this commits, whoever armed it
+            pipe.hget(self.store.keys.call(call_id), "watchJob")
         self.queue.enqueue_at(
             datetime.fromtimestamp(due_ms / 1000, UTC),
             WATCHDOG_JOB,
@@ -168,16 +170,29 @@ class Dispatch:
         if replaces and replaces not in (name, running_id):  # RQ deletes the running one
             pipe.delete(Job.key_for(replaces))
             pipe.zrem(self.queue.scheduled_job_registry.key, replaces)
-        if pipeline is None and self._ended(call_id, pipe):
-            self._unarm(call_id, name)
+        if pipeline is None:
+            ended, results = self._ended(call_id, pipe)
+            current = (results[0] or b"").decode()
+            if ended:
+                self._unarm(call_id, name)
+            elif current and current not in (name, replaces, running_id):
+                self._drop_if_scheduled(current)
         return name
 
-    def _ended(self, call_id: str, pipe: Any) -> bool:
+    def _drop_if_scheduled(self, job_id: str) -> None:
+        """Delete a watchdog another job armed after our caller read the call (two re-arms
+        at once: a start job and the watchdog it raced). Only while it is still scheduled:
+        one already queued or running finds itself superseded, and RQ deletes it after."""
+        if self.redis.zrem(self.queue.scheduled_job_registry.key, job_id):
+            self.redis.delete(Job.key_for(job_id))
+
+    def _ended(self, call_id: str, pipe: Any) -> tuple[bool, list[Any]]:
         """Execute ``pipe`` (a transaction) with the call's state read last: had the call
         ended before it committed? Its end then removed the bookkeeping it knew of, and what
-        this transaction added is the caller's to take back."""
+        this transaction added is the caller's to take back. Also the transaction's replies."""
         pipe.hget(self.store.keys.call(call_id), "state")
-        return (pipe.execute()[-1] or b"").decode() in machine.FINAL
+        results = pipe.execute()
+        return (results[-1] or b"").decode() in machine.FINAL, results
 
     def _unarm(self, call_id: str, name: str) -> None:
         """Take back a re-arm that committed after the call had ended.

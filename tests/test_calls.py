@@ -71,6 +71,21 @@ def test_a_re_arm_that_commits_after_the_call_ended_leaves_nothing(calls: Calls)
     assert calls.store.fields(call_id, "start_job") == {"start_job": None}
 
 
+def test_of_two_re_arms_at_once_one_watchdog_is_left(calls: Calls) -> None:
+    """A start job and the watchdog it races both re-arm from what they read: the second to
+    commit deletes the one the first armed (no job waits ten minutes to run for nothing)."""
+    call, _ = calls.place(call_request(REQUEST))
+    call_id, registry = call["id"], ScheduledJobRegistry(queue=calls.dispatch.queue)
+    [first] = registry.get_job_ids()
+    by_start = calls.dispatch.schedule_watchdog(call_id, time.time() + 600, replaces=first)
+    by_watchdog = calls.dispatch.schedule_watchdog(call_id, time.time() + 5, replaces=first)
+    assert registry.get_job_ids() == [by_watchdog]
+    assert not calls.redis.exists(Job.key_for(by_start))
+    assert calls.store.fields(call_id, "watch_job")["watch_job"] == by_watchdog
+    calls.stop(call_id)
+    assert registry.get_job_ids() == []
+
+
 def test_a_stranded_call_is_started_by_the_replay(calls: Calls) -> None:
     """The first request died between creating the call and queueing its start: the client's
     retry with the same Idempotency-Key finds it and queues the start."""

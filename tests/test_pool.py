@@ -157,6 +157,25 @@ def test_a_job_lost_between_the_queue_and_a_worker_runs_anyway(
         processes.close()
 
 
+def test_a_job_whose_record_is_gone_when_it_finishes_is_not_failed(
+    redis_url: str, settings: Settings, redis_client: redis.Redis, queue: Queue, tmp_path: Path
+) -> None:
+    """Its success was recorded already (a concurrent run of the same id, or a first try of
+    RQ's bookkeeping whose reply a Redis restart lost): RQ's second look, to delete the record
+    (``result_ttl=0``), must not turn a job that ran into a failure kept for a week."""
+    counts = f"{settings.key_prefix}:runs"
+    job = queue.enqueue("tests.support.jobs.vanish", counts, "gone", result_ttl=0)
+    processes = Processes(pool_env(redis_url, settings.key_prefix, settings.queue_name), tmp_path)
+    processes.spawn(["-m", "telephony", "worker", "-n", "1"], "pool")
+    try:
+        wait_for(lambda: redis_client.hget(counts, "gone") == b"1", 15, "the job to run")
+        wait_for(lambda: queue.started_job_registry.count == 0, 10, "the worker to finish it")
+        assert queue.failed_job_registry.get_job_ids() == []
+        assert not redis_client.exists(Job.key_for(job.id))
+    finally:
+        processes.close()
+
+
 def restart(server: RedisServer, down: float) -> RedisServer:
     """Stop ``server`` (SIGTERM: the AOF is flushed), keep it down ``down`` seconds (the fault
     under test), and start it again on the same port and directory."""

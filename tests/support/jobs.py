@@ -29,3 +29,13 @@ def flaky(counts: str, name: str, failures: int) -> int:
     if runs <= failures:
         raise RuntimeError(f"{name}: planned failure {runs} of {failures}")
     return runs
+
+
+def vanish(counts: str, name: str) -> int:
+    """Count one run, then delete this job's own record, as a concurrent run of the same job
+    id that finished first (``result_ttl=0``) does."""
+    runs = tick(counts, name)
+    job = get_current_job()
+    assert job is not None
+    job.connection.delete(job.key)
+    return runs
