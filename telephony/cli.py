@@ -406,7 +406,10 @@ def _seq(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """Every verb's parser; with ``verb``, only that one gets the options whose definitions
+    import heavy modules (the demo's and the sandbox's: Flask, granian, the pool), so that
+    ``telephony show`` does not pay a second for ``telephony demo``."""
     parser = argparse.ArgumentParser(
         prog="telephony",
         description="Place and control outbound calls through Daily's dial-out API.",
@@ -465,9 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
         "one call per sandbox outcome through the HTTP API and show them live. Exits 0 when "
         "every call ended as its outcome implies.",
     )
-    from telephony.demo import add_arguments as demo_arguments
+    if verb in (None, "demo"):
+        from telephony.demo import add_arguments as demo_arguments
 
-    demo_arguments(demo)
+        demo_arguments(demo)
     demo.set_defaults(handler=_demo)
 
     sandbox = sub.add_parser(
@@ -476,9 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the sandbox: a faithful stand-in for Daily's dial-out REST API that "
         "sends signed webhooks. Outcomes are chosen by the destination (see the README).",
     )
-    from telephony.sandbox.server import add_arguments as sandbox_arguments
+    if verb in (None, "sandbox"):
+        from telephony.sandbox.server import add_arguments as sandbox_arguments
 
-    sandbox_arguments(sandbox)
+        sandbox_arguments(sandbox)
     sandbox.set_defaults(handler=_sandbox)
 
     add_operator_commands(sub)
@@ -486,8 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    verb = given[0] if given and not given[0].startswith("-") else ""
+    args = build_parser(verb).parse_args(given)
     handler: Handler = args.handler
     from telephony.config import ConfigError
     from telephony.errors import DailyError

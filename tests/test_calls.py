@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
@@ -125,7 +127,8 @@ def test_a_failed_placement_frees_its_idempotency_key(
     key = calls.store.keys.idempotency("order-3")
     # The key is claimed and the call looked up on the real Redis, but the queue's connection
     # leads nowhere (port 1): queueing the start fails before the transaction is sent.
-    broken = Calls(redis.Redis(port=1, socket_connect_timeout=0.2), calls.settings)
+    nowhere = redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    broken = Calls(nowhere, calls.settings)
     broken.redis = broken.store.redis = calls.redis
     with pytest.raises(redis.ConnectionError):
         broken.place(request, idempotency_key="order-3")

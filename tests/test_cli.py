@@ -285,3 +285,20 @@ def test_service_commands_have_help(env: dict[str, str], command: str) -> None:
     done = run(env, command, "--help")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: telephony {command}")
+
+
+def test_a_command_imports_only_what_it_needs(env: dict[str, str]) -> None:
+    """An operator's ``telephony show`` does not load the demo and the sandbox (Flask, the
+    pool, granian) just to parse its options: about 0.4 s instead of 1 s a command."""
+    probe = (
+        "import sys; from telephony.cli import build_parser; "
+        "build_parser('show').parse_args(['show', 'x']); "
+        "print(sorted(m for m in ('telephony.demo', 'telephony.sandbox.server', 'flask') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+    full = build_parser().parse_args(["demo", "--calls", "3"])  # every verb's options
+    assert full.calls == 3
