@@ -168,8 +168,7 @@ class Dispatch:
         )
         self.store.mark(call_id, pipe, watch_due=due_ms, watch_job=name)
         if replaces and replaces not in (name, running_id):  # RQ deletes the running one
-            pipe.delete(Job.key_for(replaces))
-            pipe.zrem(self.queue.scheduled_job_registry.key, replaces)
+            self._delete_watchdog(pipe, replaces)
         if pipeline is None:
             ended, results = self._ended(call_id, pipe)
             current = (results[0] or b"").decode()
@@ -178,6 +177,11 @@ class Dispatch:
             elif current and current not in (name, replaces, running_id):
                 self._drop_if_scheduled(current)
         return name
+
+    def _delete_watchdog(self, pipe: Any, job_id: str) -> None:
+        """A watchdog job gone, record and schedule, in the transaction ``pipe``."""
+        pipe.delete(Job.key_for(job_id))
+        pipe.zrem(self.queue.scheduled_job_registry.key, job_id)
 
     def _drop_if_scheduled(self, job_id: str) -> None:
         """Delete a watchdog another job armed after our caller read the call (two re-arms
@@ -204,8 +208,7 @@ class Dispatch:
         no round trip otherwise (an end after the re-arm finds it in ``watchJob``, as ever).
         """
         pipe = self.transaction()
-        pipe.delete(Job.key_for(name))
-        pipe.zrem(self.queue.scheduled_job_registry.key, name)
+        self._delete_watchdog(pipe, name)
         self.store.mark(call_id, pipe, watch_due=None, watch_job=None)
         pipe.execute()
 
